@@ -1,0 +1,13 @@
+//! Tessera: a Zanzibar-style relationship-based authorization engine.
+//!
+//! The library face: domain types ([`model`]), the schema compiler ([`schema`]), caveats
+//! ([`caveat`]), stores ([`store`]), the evaluator ([`engine`]) and validation files
+//! ([`validate`]). The `tessera` binary is a thin CLI over these.
+
+pub mod caveat;
+pub mod cli;
+pub mod engine;
+pub mod model;
+pub mod schema;
+pub mod store;
+pub mod validate;

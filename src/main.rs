@@ -1,0 +1,2 @@
+//! The `tessera` command line (placeholder until the CLI lands).
+fn main() {}

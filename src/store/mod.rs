@@ -1,0 +1,196 @@
+//! The storage boundary. The engine and the API see only these traits; implementations
+//! (`memory`, `rocks`) live behind them and all pass the same `conformance` suite.
+//!
+//! Model: every committed transaction gets the next [`Revision`]. A [`Snapshot`] reads the
+//! state exactly as of one revision, for as long as it is held, whatever commits meanwhile.
+//! Expired relationships are invisible to every snapshot read from their expiry on.
+
+pub mod conformance;
+pub mod memory;
+
+use std::sync::Arc;
+
+use crate::model::{
+    Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectFilter, Timestamp,
+};
+
+/// What a write does with one relationship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteOp {
+    /// Insert; fails with [`StoreError::AlreadyExists`] if a live relationship with the same key exists.
+    Create,
+    /// Insert or replace (caveat and expiration are replaced).
+    Touch,
+    /// Remove if present; not an error when absent.
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationshipUpdate {
+    pub op: WriteOp,
+    pub relationship: Relationship,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreconditionKind {
+    /// At least one live relationship matches the filter.
+    MustMatch,
+    /// No live relationship matches the filter.
+    MustNotMatch,
+}
+
+/// Checked against the state the write commits on, atomically with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Precondition {
+    pub kind: PreconditionKind,
+    pub filter: RelationshipFilter,
+}
+
+/// One atomic write: all updates apply, at one new revision, or none do.
+#[derive(Debug, Clone, Default)]
+pub struct WriteTransaction {
+    pub updates: Vec<RelationshipUpdate>,
+    pub preconditions: Vec<Precondition>,
+    /// Who wrote (the authenticated caller), recorded in the change log.
+    pub caller: Option<String>,
+}
+
+/// Delete every relationship matching `filter`, atomically, after checking preconditions.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteByFilter {
+    pub filter: RelationshipFilter,
+    pub preconditions: Vec<Precondition>,
+    /// At most this many relationships are deleted.
+    pub limit: Option<usize>,
+    /// When more than `limit` match: `true` deletes `limit` of them and reports partial;
+    /// `false` deletes nothing and fails with [`StoreError::DeleteLimitExceeded`].
+    pub allow_partial: bool,
+    pub caller: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    pub revision: Revision,
+    pub deleted: u64,
+    /// True when matching relationships remain because of `limit`.
+    pub partial: bool,
+}
+
+/// One entry of the change log: everything one transaction changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSet {
+    pub revision: Revision,
+    pub committed_at: Timestamp,
+    pub caller: Option<String>,
+    /// Effective changes only: `Touch` for created or replaced relationships (`Create` when
+    /// the write used CREATE), `Delete` for removed ones. Deleting an absent relationship
+    /// records nothing.
+    pub changes: Vec<RelationshipUpdate>,
+    /// True when this transaction wrote a new schema.
+    pub schema_changed: bool,
+}
+
+/// The schema text in force at a revision, and the revision that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSchema {
+    pub text: String,
+    pub written_at: Revision,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("relationship `{0}` already exists")]
+    AlreadyExists(RelationshipKey),
+    #[error("precondition {index} failed: {reason}")]
+    PreconditionFailed { index: usize, reason: String },
+    #[error("relationship `{0}` appears more than once in the same write")]
+    DuplicateUpdate(RelationshipKey),
+    #[error(
+        "revision {requested} is older than the oldest readable revision {oldest} (garbage-collected)"
+    )]
+    RevisionTooOld { requested: Revision, oldest: Revision },
+    #[error("revision {requested} is newer than the newest revision {head} of this store")]
+    RevisionInFuture { requested: Revision, head: Revision },
+    #[error("{matched} relationships match the delete filter, more than the limit of {limit}")]
+    DeleteLimitExceeded { limit: usize, matched: u64 },
+    /// A caller-supplied check inside [`Store::write_schema`] refused the change.
+    #[error("{0}")]
+    SchemaRejected(String),
+    #[error("storage failure: {0}")]
+    Backend(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// An iterator over relationships read from a snapshot.
+pub type RelationshipIter<'a> = Box<dyn Iterator<Item = Result<Relationship, StoreError>> + Send + 'a>;
+
+/// A consistent read view at one revision. Cheap to share (`Arc`), safe across threads.
+pub trait Snapshot: Send + Sync {
+    fn revision(&self) -> Revision;
+
+    /// The instant expiry is judged against (fixed when the snapshot was taken).
+    fn now(&self) -> Timestamp;
+
+    /// Live relationships matching `filter`, ordered by (resource type, resource id, relation,
+    /// subject type, subject id, subject relation with the ellipsis first), starting strictly
+    /// after `after` when given (the cursor of a paged read).
+    fn query(
+        &self,
+        filter: &RelationshipFilter,
+        after: Option<&RelationshipKey>,
+    ) -> Result<RelationshipIter<'_>, StoreError>;
+
+    /// Live relationships whose subject matches `subject`, optionally restricted to one
+    /// resource type and relation: the reverse index (lookups, reverse walks). No order promised.
+    fn reverse_query(
+        &self,
+        subject: &SubjectFilter,
+        resource_type: Option<&str>,
+        relation: Option<&str>,
+    ) -> Result<RelationshipIter<'_>, StoreError>;
+
+    /// The schema in force at this revision, if one was ever written.
+    fn schema(&self) -> Result<Option<StoredSchema>, StoreError>;
+}
+
+/// A callback run inside [`Store::write_schema`] against the latest state, under the write lock.
+pub type SchemaCheck<'a> = &'a mut dyn FnMut(&dyn Snapshot) -> Result<(), StoreError>;
+
+/// A relationship store with revisions, atomic transactions and a change log.
+pub trait Store: Send + Sync {
+    /// The newest committed revision (`Revision::ZERO` for an empty store).
+    fn head_revision(&self) -> Result<Revision, StoreError>;
+
+    /// The oldest revision a snapshot can still be taken at (the GC window's edge).
+    fn oldest_readable_revision(&self) -> Result<Revision, StoreError>;
+
+    /// A snapshot at exactly `revision`; errors when it is in the future or garbage-collected.
+    fn snapshot(&self, revision: Revision) -> Result<Arc<dyn Snapshot>, StoreError>;
+
+    /// Commits one transaction atomically, returning its revision. Durable when it returns.
+    fn write(&self, txn: WriteTransaction) -> Result<Revision, StoreError>;
+
+    /// Deletes by filter atomically (see [`DeleteByFilter`]).
+    fn delete_by_filter(&self, request: DeleteByFilter) -> Result<DeleteOutcome, StoreError>;
+
+    /// Writes a new schema text atomically with `check` (run against the latest state under
+    /// the write lock; its error aborts the write). Returns the new revision.
+    fn write_schema(
+        &self,
+        text: &str,
+        check: SchemaCheck<'_>,
+        caller: Option<String>,
+    ) -> Result<Revision, StoreError>;
+
+    /// Creates relationships in bulk: CREATE semantics, one atomic and durable transaction per
+    /// call, much cheaper per relationship than `write`. Returns the revision.
+    fn bulk_import(
+        &self,
+        relationships: Vec<Relationship>,
+        caller: Option<String>,
+    ) -> Result<Revision, StoreError>;
+
+    /// Change sets with revision strictly greater than `after`, oldest first, at most `limit`.
+    fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError>;
+}
