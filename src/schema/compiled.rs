@@ -11,13 +11,39 @@ use indexmap::IndexMap;
 use crate::caveat::CompiledCaveat;
 
 /// A whole schema: object definitions and caveats, in source order.
+///
+/// Equality is structural: two schemas are equal when they declare the same definitions,
+/// relations, rewrites, docs and caveats (compared by name, parameters and expression text).
 #[derive(Debug, Clone, Default)]
 pub struct Schema {
     pub definitions: IndexMap<String, Definition>,
     pub caveats: IndexMap<String, Arc<CompiledCaveat>>,
     /// True when the source had `use expiration`.
     pub uses_expiration: bool,
+    /// Doc comments of caveats, by caveat name (a [`CompiledCaveat`] carries none).
+    pub caveat_docs: IndexMap<String, String>,
 }
+
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.uses_expiration == other.uses_expiration
+            && self.definitions == other.definitions
+            && self.caveat_docs == other.caveat_docs
+            && self.caveats.len() == other.caveats.len()
+            && self
+                .caveats
+                .iter()
+                .zip(other.caveats.iter())
+                .all(|((an, a), (bn, b))| {
+                    an == bn
+                        && a.name() == b.name()
+                        && a.parameters() == b.parameters()
+                        && a.expression_text() == b.expression_text()
+                })
+    }
+}
+
+impl Eq for Schema {}
 
 impl Schema {
     pub fn definition(&self, name: &str) -> Option<&Definition> {
@@ -35,7 +61,7 @@ impl Schema {
 }
 
 /// `definition name { ... }`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Definition {
     pub name: String,
     /// Doc comment (`/** ... */` or `// ...` lines directly above), without comment markers.
@@ -45,7 +71,7 @@ pub struct Definition {
 }
 
 /// A `relation` or a `permission` of a definition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relation {
     pub name: String,
     pub doc: Option<String>,
@@ -66,7 +92,7 @@ impl Relation {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelationKind {
     /// `relation name: user | group#member | user:* ...`: stored relationships.
     Relation(Vec<AllowedSubject>),
@@ -83,6 +109,25 @@ pub struct AllowedSubject {
     pub caveat: Option<String>,
     /// `with expiration` (alone or `with caveat and expiration`).
     pub expiration: bool,
+}
+
+/// Schema syntax: `user`, `group#member`, `user:*`, each optionally followed by
+/// `with caveat`, `with expiration` or `with caveat and expiration`.
+impl std::fmt::Display for AllowedSubject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.subject_type)?;
+        match &self.kind {
+            AllowedSubjectKind::Direct => {}
+            AllowedSubjectKind::Relation(r) => write!(f, "#{r}")?,
+            AllowedSubjectKind::Wildcard => f.write_str(":*")?,
+        }
+        match (&self.caveat, self.expiration) {
+            (Some(c), true) => write!(f, " with {c} and expiration"),
+            (Some(c), false) => write!(f, " with {c}"),
+            (None, true) => f.write_str(" with expiration"),
+            (None, false) => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
