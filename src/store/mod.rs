@@ -7,6 +7,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod rocks;
 
 use std::sync::Arc;
 
