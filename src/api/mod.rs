@@ -1,0 +1,22 @@
+//! The gRPC face of Tessera: the `authzed.api.v1` services over the library face
+//! ([`crate::service::Tessera`]), plus health and reflection.
+//!
+//! Handlers only translate: they authenticate the caller (`authorization` metadata),
+//! validate and convert the request ([`convert`]), authorize the capability it needs, run the
+//! service call on the blocking pool and convert the result back. Every error reaches the
+//! wire through [`error`], the one mapping to gRPC status codes.
+
+mod call;
+pub mod convert;
+mod cursor;
+pub mod error;
+mod permissions;
+pub mod proto;
+mod schema;
+mod server;
+mod watch;
+
+pub use permissions::PermissionsApi;
+pub use schema::SchemaApi;
+pub use server::{ServeError, ServerHandle, serve};
+pub use watch::{CALLER_METADATA_KEY, WatchApi};

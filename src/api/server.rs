@@ -1,0 +1,169 @@
+//! The gRPC server: the three `authzed.api.v1` services, `grpc.health.v1` health and server
+//! reflection (v1 and v1alpha), with graceful shutdown.
+//!
+//! Shutdown sequence: the shutdown future resolves → health turns NOT_SERVING, Watch streams
+//! end with UNAVAILABLE (clients resume from their last token elsewhere) → the listener stops
+//! accepting → in-flight calls finish → [`serve`] returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+
+use crate::api::proto::authzed::api::v1 as pb;
+use crate::auth::Auth;
+use crate::service::Tessera;
+
+use super::call::Backend;
+use super::permissions::PermissionsApi;
+use super::schema::SchemaApi;
+use super::watch::WatchApi;
+
+/// Largest request message accepted (import chunks can be big).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot read the listening address: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Serves Tessera's gRPC API on `listener` until `shutdown` resolves, then shuts down
+/// gracefully: no new connections or calls are accepted, in-flight calls finish, and Watch
+/// streams are closed.
+pub async fn serve(
+    listener: TcpListener,
+    tessera: Arc<Tessera>,
+    auth: Arc<Auth>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let backend = Backend {
+        tessera,
+        auth,
+        shutdown: stop_rx,
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let permissions = pb::permissions_service_server::PermissionsServiceServer::new(
+        PermissionsApi::new(backend.clone()),
+    )
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let schema =
+        pb::schema_service_server::SchemaServiceServer::new(SchemaApi::new(backend.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let watch_service = pb::watch_service_server::WatchServiceServer::new(WatchApi::new(backend));
+    let names = [
+        service_name(&permissions),
+        service_name(&schema),
+        service_name(&watch_service),
+    ];
+    for name in names {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::api::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::api::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: refusing new calls, finishing in-flight ones");
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        for name in names {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        // Ends Watch streams, which would otherwise keep the server draining forever.
+        let _ = stop_tx.send(true);
+    };
+
+    // Checks are small request/response exchanges: Nagle's algorithm would delay them.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot disable Nagle's algorithm on a connection");
+            }
+        })
+    });
+
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(permissions)
+        .add_service(schema)
+        .add_service(watch_service)
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await?;
+    tracing::info!("gRPC server stopped");
+    Ok(())
+}
+
+fn service_name<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
+/// A server running in the background: its address, and a way to stop it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl ServerHandle {
+    /// Starts [`serve`] on `listener` in a background task.
+    pub fn start(
+        listener: TcpListener,
+        tessera: Arc<Tessera>,
+        auth: Arc<Auth>,
+    ) -> Result<ServerHandle, ServeError> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, tessera, auth, async move {
+            // A dropped handle also stops the server.
+            let _ = stopped.await;
+        }));
+        Ok(ServerHandle {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await?
+    }
+}

@@ -1,0 +1,635 @@
+//! The embeddable library face: one `Tessera` value owns a store, caches compiled schemas by
+//! revision, chooses snapshots for consistency modes, enforces request limits, and runs every
+//! operation of the API in domain terms. The gRPC layer (`api/`) and the CLI only translate.
+//!
+//! Every read operation takes a [`ReadView`]: one snapshot and the schema in force at that
+//! snapshot, so a request never mixes revisions.
+
+mod errors;
+mod schema_change;
+
+pub use errors::{ErrorKind, ServiceError};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::consistency::{Consistency, SnapshotChooser};
+use crate::engine::{
+    CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupResource, LookupSubject,
+};
+use crate::model::{
+    Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
+};
+use crate::schema::Schema;
+use crate::store::{
+    ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate, Snapshot, Store,
+    WriteTransaction,
+};
+
+/// Limits and knobs of the service. Defaults follow the reference API's published limits.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub engine: EngineConfig,
+    /// Most updates one `WriteRelationships` may carry.
+    pub max_updates_per_write: usize,
+    /// Most preconditions one write or delete may carry.
+    pub max_preconditions_per_write: usize,
+    /// Most items one `CheckBulkPermissions` may carry.
+    pub max_bulk_check_items: usize,
+    /// Most relationships one `DeleteRelationships` may delete (its `limit` is capped to this).
+    pub max_delete_limit: usize,
+    /// Most relationships one `ReadRelationships`/export page may return.
+    pub max_read_page: usize,
+    /// How stale a `minimize_latency` read may be.
+    pub max_staleness: std::time::Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            engine: EngineConfig::default(),
+            max_updates_per_write: 1000,
+            max_preconditions_per_write: 1000,
+            max_bulk_check_items: 1000,
+            max_delete_limit: 1000,
+            max_read_page: 1000,
+            max_staleness: std::time::Duration::from_millis(100),
+        }
+    }
+}
+
+/// One snapshot of the store plus the schema in force at it.
+pub struct ReadView {
+    snapshot: Arc<dyn Snapshot>,
+    schema: Option<Arc<Schema>>,
+}
+
+impl ReadView {
+    pub fn revision(&self) -> Revision {
+        self.snapshot.revision()
+    }
+    pub fn snapshot(&self) -> &dyn Snapshot {
+        &*self.snapshot
+    }
+    /// The schema at this snapshot, or FAILED_PRECONDITION when none was ever written.
+    pub fn schema(&self) -> Result<&Arc<Schema>, ServiceError> {
+        self.schema.as_ref().ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::FailedPrecondition,
+                "no schema has been written yet; call WriteSchema first",
+            )
+        })
+    }
+}
+
+/// How many compiled schema versions to keep (requests at recent revisions share them).
+const SCHEMA_CACHE_SIZE: usize = 8;
+
+/// The type-name prefix of Tessera's own relationships (callers' capabilities, see `auth`).
+/// User schemas cannot define such types, user writes cannot touch them, and no read, export
+/// or change feed of the API shows them.
+pub const RESERVED_TYPE_PREFIX: &str = "tessera/";
+
+/// True for a type name in the reserved namespace.
+pub fn is_reserved_type(object_type: &str) -> bool {
+    object_type.starts_with(RESERVED_TYPE_PREFIX)
+}
+
+/// True for a relationship whose resource or subject is in the reserved namespace.
+pub fn is_reserved_relationship(r: &Relationship) -> bool {
+    is_reserved_type(&r.resource.object_type) || is_reserved_type(&r.subject.object.object_type)
+}
+
+fn reserved_type_error(field: &str, object_type: &str) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::InvalidArgument,
+        format!(
+            "{field}: type `{object_type}` is in the reserved namespace `{RESERVED_TYPE_PREFIX}` (caller permissions are managed with `tessera access`)"
+        ),
+    )
+}
+
+/// Tessera as a library: store + schema cache + consistency + limits.
+pub struct Tessera {
+    store: Arc<dyn Store>,
+    config: ServiceConfig,
+    chooser: SnapshotChooser,
+    schemas: Mutex<HashMap<Revision, Arc<Schema>>>,
+    /// Relationship writes hold this shared, schema writes exclusively, so a schema change's
+    /// orphan check cannot race a write that the new schema would reject.
+    schema_gate: RwLock<()>,
+    /// The newest revision committed through this value, for change-feed subscribers.
+    commits: tokio::sync::watch::Sender<Revision>,
+}
+
+impl Tessera {
+    pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Self {
+        let chooser = SnapshotChooser::new(config.max_staleness);
+        Tessera {
+            store,
+            config,
+            chooser,
+            schemas: Mutex::new(HashMap::new()),
+            schema_gate: RwLock::new(()),
+            commits: tokio::sync::watch::channel(Revision::ZERO).0,
+        }
+    }
+
+    /// A receiver signalled after every commit made through this `Tessera` (relationship and
+    /// schema writes); its value is the newest such revision. Change feeds (Watch) wait on it
+    /// instead of polling the store in a tight loop. Writes made to the store directly are not
+    /// signalled, so subscribers should also re-read the change log now and then.
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<Revision> {
+        self.commits.subscribe()
+    }
+
+    fn notify_commit(&self, revision: Revision) {
+        self.commits.send_if_modified(|newest| {
+            if revision > *newest {
+                *newest = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Takes the snapshot a request with `consistency` must read, with its schema.
+    pub fn view(&self, consistency: Consistency) -> Result<ReadView, ServiceError> {
+        let revision = self.chooser.revision(&*self.store, consistency)?;
+        self.view_at(revision)
+    }
+
+    /// A view at exactly `revision` (cursors pin the revision of their first page).
+    pub fn view_at(&self, revision: Revision) -> Result<ReadView, ServiceError> {
+        let snapshot = self.store.snapshot(revision)?;
+        let schema = self.schema_for(&*snapshot)?;
+        Ok(ReadView { snapshot, schema })
+    }
+
+    fn schema_for(&self, snapshot: &dyn Snapshot) -> Result<Option<Arc<Schema>>, ServiceError> {
+        let Some(stored) = snapshot.schema()? else {
+            return Ok(None);
+        };
+        if let Some(s) = self.schemas.lock().get(&stored.written_at) {
+            return Ok(Some(s.clone()));
+        }
+        let compiled = crate::schema::compile("schema", &stored.text)
+            .map_err(|d| {
+                ServiceError::new(
+                    ErrorKind::Internal,
+                    format!("the stored schema no longer compiles: {d}"),
+                )
+            })?
+            .schema;
+        let mut cache = self.schemas.lock();
+        if cache.len() >= SCHEMA_CACHE_SIZE
+            && let Some(oldest) = cache.keys().min().copied()
+        {
+            cache.remove(&oldest);
+        }
+        cache.insert(stored.written_at, compiled.clone());
+        Ok(Some(compiled))
+    }
+
+    // ---- schema ----------------------------------------------------------------------
+
+    /// The schema text in force at the chosen snapshot, and that snapshot's revision.
+    pub fn read_schema(
+        &self,
+        consistency: Consistency,
+    ) -> Result<(String, Revision), ServiceError> {
+        let revision = self.chooser.revision(&*self.store, consistency)?;
+        let snapshot = self.store.snapshot(revision)?;
+        match snapshot.schema()? {
+            Some(s) => Ok((s.text, revision)),
+            None => Err(ServiceError::new(
+                ErrorKind::NotFound,
+                "no schema has been defined; call WriteSchema first",
+            )),
+        }
+    }
+
+    /// Compiles `text` and stores it atomically, refusing changes that would orphan stored
+    /// relationships (a removed relation or subject type still in use).
+    pub fn write_schema(
+        &self,
+        text: &str,
+        caller: Option<String>,
+    ) -> Result<Revision, ServiceError> {
+        let compiled = crate::schema::compile("schema", text)
+            .map_err(|d| ServiceError::new(ErrorKind::InvalidArgument, d.to_string()))?
+            .schema;
+        if let Some(name) = compiled
+            .definitions
+            .keys()
+            .chain(compiled.caveats.keys())
+            .find(|n| is_reserved_type(n))
+        {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "schema: `{name}` uses the reserved prefix `{RESERVED_TYPE_PREFIX}`, which only Tessera's own caller permissions may use"
+                ),
+            ));
+        }
+        let _gate = self.schema_gate.write();
+        let mut check = |snapshot: &dyn Snapshot| -> Result<(), crate::store::StoreError> {
+            let old = match snapshot.schema()? {
+                Some(stored) => crate::schema::compile("schema", &stored.text)
+                    .ok()
+                    .map(|o| o.schema),
+                None => None,
+            };
+            schema_change::check_no_orphans(old.as_deref(), &compiled, snapshot)
+                .map_err(crate::store::StoreError::SchemaRejected)
+        };
+        let revision = self.store.write_schema(text, &mut check, caller)?;
+        self.notify_commit(revision);
+        Ok(revision)
+    }
+
+    // ---- relationship writes ---------------------------------------------------------
+
+    /// Applies updates atomically after checking preconditions; returns the new revision.
+    pub fn write_relationships(
+        &self,
+        updates: Vec<RelationshipUpdate>,
+        preconditions: Vec<Precondition>,
+        caller: Option<String>,
+    ) -> Result<Revision, ServiceError> {
+        if updates.len() > self.config.max_updates_per_write {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "updates: {} updates exceed the limit of {} per write",
+                    updates.len(),
+                    self.config.max_updates_per_write
+                ),
+            ));
+        }
+        self.check_precondition_count(preconditions.len())?;
+        for (i, u) in updates.iter().enumerate() {
+            let r = &u.relationship;
+            if is_reserved_type(&r.resource.object_type) {
+                return Err(reserved_type_error(
+                    &format!("updates[{i}].relationship.resource.object_type"),
+                    &r.resource.object_type,
+                ));
+            }
+            if is_reserved_type(&r.subject.object.object_type) {
+                return Err(reserved_type_error(
+                    &format!("updates[{i}].relationship.subject.object.object_type"),
+                    &r.subject.object.object_type,
+                ));
+            }
+        }
+        check_reserved_preconditions(&preconditions)?;
+        let _gate = self.schema_gate.read();
+        let schema = self.head_schema()?;
+        for u in &updates {
+            // Deletes of relationships the schema no longer allows must stay possible only if
+            // they could exist; a delete of an impossible relationship is harmless but still a
+            // caller mistake worth reporting, as the reference does.
+            schema
+                .validate_relationship(&u.relationship)
+                .map_err(ServiceError::from)?;
+        }
+        let revision = self.store.write(WriteTransaction {
+            updates,
+            preconditions,
+            caller,
+        })?;
+        self.notify_commit(revision);
+        Ok(revision)
+    }
+
+    /// Deletes every relationship matching `filter` (see [`DeleteByFilter`]).
+    pub fn delete_relationships(
+        &self,
+        filter: RelationshipFilter,
+        preconditions: Vec<Precondition>,
+        limit: Option<usize>,
+        allow_partial: bool,
+        caller: Option<String>,
+    ) -> Result<DeleteOutcome, ServiceError> {
+        self.check_precondition_count(preconditions.len())?;
+        if let Some(l) = limit
+            && l > self.config.max_delete_limit
+        {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "optional_limit: {l} exceeds the maximum of {}",
+                    self.config.max_delete_limit
+                ),
+            ));
+        }
+        check_reserved_filter("relationship_filter", &filter)?;
+        check_reserved_preconditions(&preconditions)?;
+        let _gate = self.schema_gate.read();
+        let schema = self.head_schema()?;
+        check_filter_types(&schema, &filter)?;
+        let outcome = self.store.delete_by_filter(DeleteByFilter {
+            filter,
+            preconditions,
+            limit,
+            allow_partial,
+            caller,
+        })?;
+        if outcome.deleted > 0 {
+            self.notify_commit(outcome.revision);
+        }
+        Ok(outcome)
+    }
+
+    /// Creates relationships in one atomic, durable batch (CREATE semantics).
+    pub fn import(
+        &self,
+        relationships: Vec<Relationship>,
+        caller: Option<String>,
+    ) -> Result<Revision, ServiceError> {
+        if let Some(r) = relationships.iter().find(|r| is_reserved_relationship(r)) {
+            let t = if is_reserved_type(&r.resource.object_type) {
+                &r.resource.object_type
+            } else {
+                &r.subject.object.object_type
+            };
+            return Err(reserved_type_error("relationships", t));
+        }
+        let _gate = self.schema_gate.read();
+        let schema = self.head_schema()?;
+        for r in &relationships {
+            schema
+                .validate_relationship(r)
+                .map_err(ServiceError::from)?;
+        }
+        let revision = self.store.bulk_import(relationships, caller)?;
+        self.notify_commit(revision);
+        Ok(revision)
+    }
+
+    fn check_precondition_count(&self, n: usize) -> Result<(), ServiceError> {
+        if n > self.config.max_preconditions_per_write {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "optional_preconditions: {n} preconditions exceed the limit of {}",
+                    self.config.max_preconditions_per_write
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn head_schema(&self) -> Result<Arc<Schema>, ServiceError> {
+        let head = self.store.head_revision()?;
+        let view = self.view_at(head)?;
+        Ok(view.schema()?.clone())
+    }
+
+    // ---- reads and evaluation --------------------------------------------------------
+
+    /// Relationships matching `filter`, after `cursor`, at most `limit`. Relationships of the
+    /// reserved namespace are never returned.
+    pub fn read_relationships(
+        &self,
+        view: &ReadView,
+        filter: &RelationshipFilter,
+        cursor: Option<&RelationshipKey>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Relationship>, ServiceError> {
+        check_reserved_filter("relationship_filter", filter)?;
+        if let Some(schema) = &view.schema {
+            check_filter_types(schema, filter)?;
+        }
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for r in view.snapshot.query(filter, cursor)? {
+            if out.len() >= limit {
+                break;
+            }
+            let r = r?;
+            if !is_reserved_relationship(&r) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks one permission. Types and names are validated against the view's schema.
+    pub fn check(
+        &self,
+        view: &ReadView,
+        resource: &ObjectRef,
+        permission: &str,
+        subject: &SubjectRef,
+        context: &Context,
+    ) -> Result<CheckOutcome, ServiceError> {
+        let schema = view.schema()?;
+        check_relation_exists(schema, &resource.object_type, permission)?;
+        check_subject_type(schema, subject)?;
+        Ok(Evaluator::new(schema, view.snapshot(), &self.config.engine)
+            .check(resource, permission, subject, context)?)
+    }
+
+    /// The one-level userset tree of `resource#permission`.
+    pub fn expand(
+        &self,
+        view: &ReadView,
+        resource: &ObjectRef,
+        permission: &str,
+    ) -> Result<ExpandTree, ServiceError> {
+        let schema = view.schema()?;
+        check_relation_exists(schema, &resource.object_type, permission)?;
+        Ok(Evaluator::new(schema, view.snapshot(), &self.config.engine)
+            .expand(resource, permission)?)
+    }
+
+    /// Resources of `resource_type` on which `subject` has `permission`, sorted by id,
+    /// strictly after `after_id`, at most `limit`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lookup_resources(
+        &self,
+        view: &ReadView,
+        resource_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+        context: &Context,
+        after_id: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<LookupResource>, ServiceError> {
+        let schema = view.schema()?;
+        check_relation_exists(schema, resource_type, permission)?;
+        check_subject_type(schema, subject)?;
+        let all = Evaluator::new(schema, view.snapshot(), &self.config.engine).lookup_resources(
+            resource_type,
+            permission,
+            subject,
+            context,
+        )?;
+        Ok(page(all, |r| r.resource_id.as_str(), after_id, limit))
+    }
+
+    /// Subjects of `subject_type` (and relation) that have `permission` on `resource`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lookup_subjects(
+        &self,
+        view: &ReadView,
+        resource: &ObjectRef,
+        permission: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+        context: &Context,
+        after_id: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<LookupSubject>, ServiceError> {
+        let schema = view.schema()?;
+        check_relation_exists(schema, &resource.object_type, permission)?;
+        if schema.definition(subject_type).is_none() {
+            return Err(unknown_definition(subject_type));
+        }
+        if let Some(rel) = subject_relation {
+            check_relation_exists(schema, subject_type, rel)?;
+        }
+        let all = Evaluator::new(schema, view.snapshot(), &self.config.engine).lookup_subjects(
+            resource,
+            permission,
+            subject_type,
+            subject_relation,
+            context,
+        )?;
+        Ok(page(all, |s| s.subject_id.as_str(), after_id, limit))
+    }
+
+    /// Change sets after `after`, oldest first, at most `limit`. Changes to relationships of
+    /// the reserved namespace are left out (a change set may thus have no changes left; it is
+    /// still returned so a feed's position advances past it).
+    pub fn changes_after(
+        &self,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<ChangeSet>, ServiceError> {
+        let mut sets = self.store.read_changes(after, limit)?;
+        for set in &mut sets {
+            set.changes
+                .retain(|u| !is_reserved_relationship(&u.relationship));
+        }
+        Ok(sets)
+    }
+
+    /// The newest committed revision.
+    pub fn head_revision(&self) -> Result<Revision, ServiceError> {
+        Ok(self.store.head_revision()?)
+    }
+}
+
+/// Applies an "after id" cursor and a limit to a result list sorted by id.
+fn page<T>(
+    all: Vec<T>,
+    id: impl Fn(&T) -> &str,
+    after_id: Option<&str>,
+    limit: Option<usize>,
+) -> Vec<T> {
+    let start = match after_id {
+        Some(a) => all.partition_point(|x| id(x) <= a),
+        None => 0,
+    };
+    let limit = limit.unwrap_or(usize::MAX);
+    all.into_iter().skip(start).take(limit).collect()
+}
+
+fn unknown_definition(t: &str) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::FailedPrecondition,
+        format!("object definition `{t}` not found"),
+    )
+}
+
+fn check_relation_exists(
+    schema: &Schema,
+    object_type: &str,
+    relation: &str,
+) -> Result<(), ServiceError> {
+    let def = schema
+        .definition(object_type)
+        .ok_or_else(|| unknown_definition(object_type))?;
+    if !def.relations.contains_key(relation) {
+        return Err(ServiceError::new(
+            ErrorKind::FailedPrecondition,
+            format!("relation/permission `{relation}` not found under definition `{object_type}`"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_subject_type(schema: &Schema, subject: &SubjectRef) -> Result<(), ServiceError> {
+    match &subject.relation {
+        Some(rel) => check_relation_exists(schema, &subject.object.object_type, rel),
+        None if schema.definition(&subject.object.object_type).is_none() => {
+            Err(unknown_definition(&subject.object.object_type))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Refuses a filter naming a reserved type (user requests never select Tessera's own data).
+fn check_reserved_filter(field: &str, filter: &RelationshipFilter) -> Result<(), ServiceError> {
+    if let Some(t) = filter
+        .resource_type
+        .as_deref()
+        .filter(|t| is_reserved_type(t))
+    {
+        return Err(reserved_type_error(&format!("{field}.resource_type"), t));
+    }
+    if let Some(sf) = filter
+        .subject
+        .as_ref()
+        .filter(|sf| is_reserved_type(&sf.subject_type))
+    {
+        return Err(reserved_type_error(
+            &format!("{field}.optional_subject_filter.subject_type"),
+            &sf.subject_type,
+        ));
+    }
+    Ok(())
+}
+
+fn check_reserved_preconditions(preconditions: &[Precondition]) -> Result<(), ServiceError> {
+    for (i, p) in preconditions.iter().enumerate() {
+        check_reserved_filter(&format!("optional_preconditions[{i}].filter"), &p.filter)?;
+    }
+    Ok(())
+}
+
+fn check_filter_types(schema: &Schema, filter: &RelationshipFilter) -> Result<(), ServiceError> {
+    if let Some(t) = &filter.resource_type {
+        match &filter.relation {
+            Some(rel) => check_relation_exists(schema, t, rel)?,
+            None if schema.definition(t).is_none() => return Err(unknown_definition(t)),
+            None => {}
+        }
+    }
+    if let Some(sf) = &filter.subject {
+        match &sf.relation {
+            crate::model::SubjectRelationFilter::Relation(rel) => {
+                check_relation_exists(schema, &sf.subject_type, rel)?
+            }
+            _ if schema.definition(&sf.subject_type).is_none() => {
+                return Err(unknown_definition(&sf.subject_type));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
