@@ -109,7 +109,10 @@ pub enum StoreError {
     #[error(
         "revision {requested} is older than the oldest readable revision {oldest} (garbage-collected)"
     )]
-    RevisionTooOld { requested: Revision, oldest: Revision },
+    RevisionTooOld {
+        requested: Revision,
+        oldest: Revision,
+    },
     #[error("revision {requested} is newer than the newest revision {head} of this store")]
     RevisionInFuture { requested: Revision, head: Revision },
     #[error("{matched} relationships match the delete filter, more than the limit of {limit}")]
@@ -124,7 +127,8 @@ pub enum StoreError {
 }
 
 /// An iterator over relationships read from a snapshot.
-pub type RelationshipIter<'a> = Box<dyn Iterator<Item = Result<Relationship, StoreError>> + Send + 'a>;
+pub type RelationshipIter<'a> =
+    Box<dyn Iterator<Item = Result<Relationship, StoreError>> + Send + 'a>;
 
 /// A consistent read view at one revision. Cheap to share (`Arc`), safe across threads.
 pub trait Snapshot: Send + Sync {

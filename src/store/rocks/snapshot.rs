@@ -1,0 +1,346 @@
+//! Reads at one revision: prefix scans over the forward and reverse indexes that pick, per
+//! relationship, the newest version at or below the snapshot's revision.
+
+use std::sync::Arc;
+
+use rocksdb::DBRawIterator;
+
+use crate::model::{
+    Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectFilter,
+    SubjectRelationFilter, Timestamp,
+};
+use crate::store::{RelationshipIter, Snapshot, StoreError, StoredSchema};
+
+use super::codec;
+use super::keys;
+use super::{CF_FORWARD, CF_REVERSE, Inner, backend};
+
+/// Versions of one identity stepped over with `next` before falling back to a seek.
+const NEXT_BEFORE_SEEK: usize = 4;
+
+pub(crate) struct RocksSnapshot {
+    inner: Arc<Inner>,
+    revision: Revision,
+    now: Timestamp,
+    schema: Option<StoredSchema>,
+}
+
+type Predicate<'a> = Box<dyn Fn(&Relationship) -> bool + Send + 'a>;
+type Decoder = fn(&[u8]) -> Result<RelationshipKey, StoreError>;
+
+/// The encoded forward-key prefix every match of `f` starts with, and whether that prefix is
+/// one whole identity (so the prefix bloom filter applies).
+fn forward_prefix(f: &RelationshipFilter) -> (Vec<u8>, bool) {
+    let mut p = Vec::new();
+    let Some(t) = &f.resource_type else {
+        return (p, false);
+    };
+    keys::put_str(&mut p, t);
+    match (&f.resource_id, &f.resource_id_prefix) {
+        (Some(id), _) => keys::put_str(&mut p, id),
+        (None, Some(prefix)) => {
+            keys::put_escaped(&mut p, prefix.as_bytes());
+            return (p, false);
+        }
+        (None, None) => return (p, false),
+    }
+    let Some(rel) = &f.relation else {
+        return (p, false);
+    };
+    keys::put_str(&mut p, rel);
+    let Some(sf) = &f.subject else {
+        return (p, false);
+    };
+    keys::put_str(&mut p, &sf.subject_type);
+    let Some(sid) = &sf.subject_id else {
+        return (p, false);
+    };
+    keys::put_str(&mut p, sid);
+    match &sf.relation {
+        SubjectRelationFilter::Any => (p, false),
+        SubjectRelationFilter::Ellipsis => {
+            keys::put_subject_relation(&mut p, None);
+            (p, true)
+        }
+        SubjectRelationFilter::Relation(r) => {
+            keys::put_subject_relation(&mut p, Some(r));
+            (p, true)
+        }
+    }
+}
+
+/// The encoded reverse-key prefix of a reverse query.
+fn reverse_prefix(
+    s: &SubjectFilter,
+    resource_type: Option<&str>,
+    relation: Option<&str>,
+) -> Vec<u8> {
+    let mut p = Vec::new();
+    keys::put_str(&mut p, &s.subject_type);
+    let Some(id) = &s.subject_id else { return p };
+    keys::put_str(&mut p, id);
+    match &s.relation {
+        SubjectRelationFilter::Any => return p,
+        SubjectRelationFilter::Ellipsis => keys::put_subject_relation(&mut p, None),
+        SubjectRelationFilter::Relation(r) => keys::put_subject_relation(&mut p, Some(r)),
+    }
+    let Some(t) = resource_type else { return p };
+    keys::put_str(&mut p, t);
+    if let Some(rel) = relation {
+        keys::put_str(&mut p, rel);
+    }
+    p
+}
+
+impl RocksSnapshot {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        revision: Revision,
+        now: Timestamp,
+        schema: Option<StoredSchema>,
+    ) -> Self {
+        RocksSnapshot {
+            inner,
+            revision,
+            now,
+            schema,
+        }
+    }
+
+    /// GC raises `oldest` before it deletes anything, so checking after the iterator has
+    /// pinned its view proves the view still holds every version this revision needs.
+    fn guard(&self) -> Result<(), StoreError> {
+        let oldest = self.inner.oldest();
+        if self.revision < oldest {
+            return Err(StoreError::RevisionTooOld {
+                requested: self.revision,
+                oldest,
+            });
+        }
+        Ok(())
+    }
+
+    /// Scans `cf` from `start` over keys starting with `prefix`.
+    fn scan<'a>(
+        &'a self,
+        cf: &str,
+        prefix: Vec<u8>,
+        start: Vec<u8>,
+        whole_identity: bool,
+        decode: Decoder,
+        predicate: Predicate<'a>,
+    ) -> Result<Scan<'a>, StoreError> {
+        let handle = self.inner.cf(cf)?;
+        let opts = if whole_identity {
+            Inner::point_options()
+        } else {
+            Inner::scan_options(keys::prefix_successor(&prefix))
+        };
+        let mut it = self.inner.db.raw_iterator_cf_opt(handle, opts);
+        it.seek(&start);
+        self.guard()?;
+        Ok(Scan {
+            it,
+            prefix,
+            single_identity: whole_identity,
+            revision: self.revision,
+            now: self.now,
+            decode,
+            predicate,
+            finished: false,
+        })
+    }
+
+    fn query_by_subject(
+        &self,
+        filter: &RelationshipFilter,
+        subject: &SubjectFilter,
+        after: Option<&RelationshipKey>,
+    ) -> Result<RelationshipIter<'_>, StoreError> {
+        // The reverse index finds them; sorting restores the documented query order.
+        let prefix = reverse_prefix(subject, None, None);
+        let f = filter.clone();
+        let scan = self.scan(
+            CF_REVERSE,
+            prefix.clone(),
+            prefix,
+            false,
+            keys::decode_reverse_identity,
+            Box::new(move |r| f.matches(r)),
+        )?;
+        let mut all = scan.collect::<Result<Vec<_>, _>>()?;
+        all.sort_by_cached_key(Relationship::key);
+        if let Some(a) = after {
+            all.retain(|r| r.key() > *a);
+        }
+        Ok(Box::new(all.into_iter().map(Ok)))
+    }
+}
+
+impl Snapshot for RocksSnapshot {
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    fn query(
+        &self,
+        filter: &RelationshipFilter,
+        after: Option<&RelationshipKey>,
+    ) -> Result<RelationshipIter<'_>, StoreError> {
+        if filter.resource_type.is_none()
+            && let Some(subject) = &filter.subject
+        {
+            return self.query_by_subject(filter, subject, after);
+        }
+        let (prefix, whole) = forward_prefix(filter);
+        let mut start = if whole {
+            keys::version_seek_key(&prefix, Revision(u64::MAX))
+        } else {
+            prefix.clone()
+        };
+        if let Some(a) = after {
+            let cursor = keys::forward_identity(a);
+            if whole {
+                // One identity: either it lies after the cursor or nothing does.
+                if cursor >= prefix {
+                    return Ok(Box::new(std::iter::empty()));
+                }
+            } else {
+                let past = keys::after_all_versions(&cursor);
+                if past > start {
+                    start = past;
+                }
+            }
+        }
+        let f = filter.clone();
+        let scan = self.scan(
+            CF_FORWARD,
+            prefix,
+            start,
+            whole,
+            keys::decode_forward_identity,
+            Box::new(move |r| f.matches(r)),
+        )?;
+        Ok(Box::new(scan))
+    }
+
+    fn reverse_query(
+        &self,
+        subject: &SubjectFilter,
+        resource_type: Option<&str>,
+        relation: Option<&str>,
+    ) -> Result<RelationshipIter<'_>, StoreError> {
+        let prefix = reverse_prefix(subject, resource_type, relation);
+        let s = subject.clone();
+        let rt = resource_type.map(str::to_string);
+        let rel = relation.map(str::to_string);
+        let scan = self.scan(
+            CF_REVERSE,
+            prefix.clone(),
+            prefix,
+            false,
+            keys::decode_reverse_identity,
+            Box::new(move |r| {
+                s.matches(&r.subject)
+                    && rt.as_ref().is_none_or(|t| *t == r.resource.object_type)
+                    && rel.as_ref().is_none_or(|x| *x == r.relation)
+            }),
+        )?;
+        Ok(Box::new(scan))
+    }
+
+    fn schema(&self) -> Result<Option<StoredSchema>, StoreError> {
+        Ok(self.schema.clone())
+    }
+}
+
+/// A prefix scan yielding the relationships visible at one revision.
+struct Scan<'a> {
+    it: DBRawIterator<'a>,
+    prefix: Vec<u8>,
+    /// The prefix is one whole identity: done after its visible version (and the iterator,
+    /// in prefix mode, must not be moved to another prefix).
+    single_identity: bool,
+    revision: Revision,
+    now: Timestamp,
+    decode: Decoder,
+    predicate: Predicate<'a>,
+    finished: bool,
+}
+
+impl Scan<'_> {
+    /// Moves past the remaining (older) versions of `identity`.
+    fn skip_versions(&mut self, identity: &[u8]) {
+        for _ in 0..NEXT_BEFORE_SEEK {
+            self.it.next();
+            match self.it.key() {
+                Some(k) if k.starts_with(identity) => {}
+                _ => return,
+            }
+        }
+        self.it.seek(keys::after_all_versions(identity));
+    }
+
+    fn step(&mut self) -> Result<Option<Relationship>, StoreError> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            let Some((key, value)) = self.it.item() else {
+                self.it
+                    .status()
+                    .map_err(|e| backend("reading relationships", e))?;
+                return Ok(None);
+            };
+            if !key.starts_with(&self.prefix) {
+                return Ok(None);
+            }
+            let (identity, version) = keys::split_version(key)?;
+            if version > self.revision {
+                // Written after this snapshot.
+                self.it.next();
+                continue;
+            }
+            let identity = identity.to_vec();
+            let attrs = codec::decode_version(value)?;
+            if self.single_identity {
+                self.finished = true;
+            } else {
+                self.skip_versions(&identity);
+            }
+            let Some(attrs) = attrs else { continue };
+            if attrs.is_expired_at(self.now) {
+                continue;
+            }
+            let rel = attrs.into_relationship((self.decode)(&identity)?);
+            if (self.predicate)(&rel) {
+                return Ok(Some(rel));
+            }
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<Relationship, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => {
+                self.finished = true;
+                None
+            }
+            Err(e) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

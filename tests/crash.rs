@@ -1,0 +1,527 @@
+//! Crash safety of the RocksDB store under `kill -9`.
+//!
+//! The parent test re-runs this test binary as a child (`crash_child_writer`, selected by an
+//! environment variable) that writes random transactions in a loop and records each one in an
+//! fsynced log: `intent` before the write, then `ack` with the returned revision (or `fail`).
+//! The parent SIGKILLs the child at a random moment, reopens the data directory and checks:
+//! - revisions are dense and every acknowledged transaction is present at its revision, in full;
+//! - the transaction in flight at the kill is either fully applied or not at all;
+//! - the whole state at the head, and at a sampled older revision, equals a model built by
+//!   replaying the log, and each revision's change set is exactly its transaction's effect.
+//!
+//! `TESSERA_CRASH_CYCLES` sets the number of kill cycles (default 20; hundreds for soak runs),
+//! `TESSERA_CRASH_SEED` replays a run.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tessera::model::{
+    Relationship, RelationshipFilter, RelationshipKey, Revision, parse_relationship,
+};
+use tessera::store::rocks::{RocksOptions, RocksStore};
+use tessera::store::{RelationshipUpdate, Store, StoreError, WriteOp, WriteTransaction};
+
+const CHILD_DIR_VAR: &str = "TESSERA_CRASH_CHILD_DIR";
+const CHILD_SEED_VAR: &str = "TESSERA_CRASH_CHILD_SEED";
+
+/// xorshift64*: reproducible, dependency-free randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn options() -> RocksOptions {
+    RocksOptions {
+        gc_interval: None,
+        block_cache_bytes: 8 << 20,
+        write_buffer_bytes: 1 << 20,
+        ..RocksOptions::default()
+    }
+}
+
+fn op_name(op: WriteOp) -> &'static str {
+    match op {
+        WriteOp::Create => "create",
+        WriteOp::Touch => "touch",
+        WriteOp::Delete => "delete",
+    }
+}
+
+fn parse_op(s: &str) -> WriteOp {
+    match s {
+        "create" => WriteOp::Create,
+        "touch" => WriteOp::Touch,
+        "delete" => WriteOp::Delete,
+        other => panic!("bad op `{other}` in crash log"),
+    }
+}
+
+fn append(log: &mut File, line: &str) {
+    log.write_all(line.as_bytes()).expect("write crash log");
+    log.write_all(b"\n").expect("write crash log");
+    log.sync_data().expect("fsync crash log");
+}
+
+/// Not a test by itself: the child process of `crash_recovery_keeps_every_acknowledged_write`.
+/// Without the environment variable it returns at once.
+#[test]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var(CHILD_DIR_VAR) else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let seed = std::env::var(CHILD_SEED_VAR)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let mut rng = Rng::new(seed);
+    let store = RocksStore::open(dir.join("data"), options()).expect("child: open store");
+    let mut log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join("log"))
+        .expect("child: open log");
+    append(
+        &mut log,
+        &format!("open {}", store.head_revision().expect("head")),
+    );
+    for n in 0u64.. {
+        let bulk = rng.below(25) == 0;
+        let mut updates: Vec<RelationshipUpdate> = Vec::new();
+        if bulk {
+            // Fresh identities: a bulk import that always succeeds, large enough to span chunks.
+            for i in 0..(1 + rng.below(1200)) {
+                updates.push(RelationshipUpdate {
+                    op: WriteOp::Create,
+                    relationship: parse_relationship(&format!("bulk:s{seed}n{n}#member@user:u{i}"))
+                        .expect("rel"),
+                });
+            }
+        } else {
+            let mut used = std::collections::HashSet::new();
+            for _ in 0..(1 + rng.below(6)) {
+                let text = format!(
+                    "doc:d{}#{}@user:u{}",
+                    rng.below(30),
+                    ["viewer", "editor"][rng.below(2) as usize],
+                    rng.below(4)
+                );
+                if !used.insert(text.clone()) {
+                    continue;
+                }
+                let op = match rng.below(10) {
+                    0..=2 => WriteOp::Create,
+                    3..=6 => WriteOp::Touch,
+                    _ => WriteOp::Delete,
+                };
+                let text = if op != WriteOp::Delete && rng.below(3) == 0 {
+                    format!("{text}[cav:{{\"n\":{n}}}]")
+                } else {
+                    text
+                };
+                updates.push(RelationshipUpdate {
+                    op,
+                    relationship: parse_relationship(&text).expect("rel"),
+                });
+            }
+        }
+        let mut line = format!("intent {n} {}", if bulk { "bulk" } else { "txn" });
+        for u in &updates {
+            line.push('\t');
+            line.push_str(op_name(u.op));
+            line.push(' ');
+            line.push_str(&u.relationship.to_string());
+        }
+        append(&mut log, &line);
+        let result = if bulk {
+            store.bulk_import(updates.into_iter().map(|u| u.relationship).collect(), None)
+        } else {
+            store.write(WriteTransaction {
+                updates,
+                preconditions: Vec::new(),
+                caller: Some("crash-child".into()),
+            })
+        };
+        match result {
+            Ok(rev) => append(&mut log, &format!("ack {n} {rev}")),
+            Err(StoreError::AlreadyExists(_)) => append(&mut log, &format!("fail {n}")),
+            Err(e) => panic!("child: unexpected write error: {e}"),
+        }
+    }
+}
+
+struct Intent {
+    n: u64,
+    updates: Vec<(WriteOp, Relationship)>,
+}
+
+enum Entry {
+    Open,
+    Intent(Intent),
+    Ack(u64, Revision),
+    Fail(u64),
+}
+
+fn parse_line(line: &str) -> Entry {
+    let (head, rest) = line.split_once('\t').unwrap_or((line, ""));
+    let words: Vec<&str> = head.split(' ').collect();
+    match words.as_slice() {
+        ["open", _] => Entry::Open,
+        ["intent", n, _kind] => Entry::Intent(Intent {
+            n: n.parse().expect("intent number"),
+            updates: rest
+                .split('\t')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    let (op, text) = s.split_once(' ').expect("op and relationship");
+                    (
+                        parse_op(op),
+                        parse_relationship(text).expect("logged relationship"),
+                    )
+                })
+                .collect(),
+        }),
+        ["ack", n, rev] => Entry::Ack(n.parse().expect("n"), Revision(rev.parse().expect("rev"))),
+        ["fail", n] => Entry::Fail(n.parse().expect("n")),
+        _ => panic!("unparsable crash log line `{line}`"),
+    }
+}
+
+type State = BTreeMap<RelationshipKey, Relationship>;
+
+/// The replayed model: state per revision and each revision's expected effective changes.
+struct Model {
+    head: Revision,
+    state: State,
+    history: BTreeMap<Revision, State>,
+    effects: BTreeMap<Revision, Vec<(WriteOp, RelationshipKey)>>,
+    applied: BTreeMap<Revision, Vec<(WriteOp, Relationship)>>,
+}
+
+impl Model {
+    fn apply(&mut self, rev: Revision, intent: &Intent) {
+        assert_eq!(
+            rev,
+            self.head.next(),
+            "revisions must be dense (intent {})",
+            intent.n
+        );
+        let mut effects = Vec::new();
+        for (op, rel) in &intent.updates {
+            let key = rel.key();
+            match op {
+                WriteOp::Create => {
+                    assert!(
+                        self.state.insert(key.clone(), rel.clone()).is_none(),
+                        "acknowledged CREATE of an existing `{key}`"
+                    );
+                    effects.push((WriteOp::Create, key));
+                }
+                WriteOp::Touch => {
+                    self.state.insert(key.clone(), rel.clone());
+                    effects.push((WriteOp::Touch, key));
+                }
+                WriteOp::Delete => {
+                    if self.state.remove(&key).is_some() {
+                        effects.push((WriteOp::Delete, key));
+                    }
+                }
+            }
+        }
+        self.head = rev;
+        self.effects.insert(rev, effects);
+        self.applied.insert(rev, intent.updates.clone());
+        self.history.insert(rev, self.state.clone());
+    }
+
+    /// Whether `intent` could have committed on the current state (CREATEs of absent keys).
+    fn could_commit(&self, intent: &Intent) -> bool {
+        intent
+            .updates
+            .iter()
+            .all(|(op, rel)| *op != WriteOp::Create || !self.state.contains_key(&rel.key()))
+    }
+}
+
+fn full_state(store: &RocksStore, rev: Revision) -> State {
+    store
+        .snapshot(rev)
+        .expect("snapshot")
+        .query(&RelationshipFilter::default(), None)
+        .expect("query")
+        .map(|r| {
+            let r = r.expect("row");
+            (r.key(), r)
+        })
+        .collect()
+}
+
+fn assert_states_equal(got: &State, want: &State, what: &str) {
+    if got != want {
+        let missing: Vec<_> = want
+            .keys()
+            .filter(|k| !got.contains_key(k))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .take(5)
+            .collect();
+        let differ: Vec<_> = want
+            .iter()
+            .filter(|(k, v)| got.get(k).is_some_and(|g| g != *v))
+            .map(|(k, _)| k)
+            .take(5)
+            .collect();
+        panic!(
+            "{what}: state differs; missing {missing:?}, unexpected {extra:?}, different {differ:?}"
+        );
+    }
+}
+
+/// Reads the complete lines appended since `offset`, and cuts a torn last line off the file.
+fn read_new_lines(path: &Path, offset: &mut u64) -> Vec<String> {
+    let mut file = File::open(path).expect("open log");
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).expect("read log");
+    let start = usize::try_from(*offset).expect("offset");
+    let complete = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1)
+        .max(start);
+    if complete < bytes.len() {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("open log")
+            .set_len(complete as u64)
+            .expect("truncate torn line");
+    }
+    let lines = BufReader::new(&bytes[start..complete])
+        .lines()
+        .map(|l| l.expect("utf-8 log"))
+        .collect();
+    *offset = complete as u64;
+    lines
+}
+
+#[test]
+fn crash_recovery_keeps_every_acknowledged_write() {
+    let cycles: usize = std::env::var("TESSERA_CRASH_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("TESSERA_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        });
+    eprintln!("crash test: {cycles} cycles, TESSERA_CRASH_SEED={seed}");
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("log");
+    File::create(&log_path).expect("create log");
+    let exe = std::env::current_exe().expect("test binary path");
+
+    let mut model = Model {
+        head: Revision::ZERO,
+        state: State::new(),
+        history: BTreeMap::new(),
+        effects: BTreeMap::new(),
+        applied: BTreeMap::new(),
+    };
+    let mut offset = 0u64;
+    let mut total_acks = 0usize;
+    let mut in_flight_applied = 0usize;
+
+    for cycle in 0..cycles {
+        let stderr = File::create(dir.path().join("child.stderr")).expect("stderr file");
+        let mut child = Command::new(&exe)
+            .args([
+                "crash_child_writer",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR_VAR, dir.path())
+            .env(
+                CHILD_SEED_VAR,
+                (seed ^ (cycle as u64 + 1).wrapping_mul(0x9E37_79B9)).to_string(),
+            )
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn child");
+        // Let the child open the store and start writing, then kill it at a random moment.
+        let start_len = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("poll child") {
+                let err =
+                    std::fs::read_to_string(dir.path().join("child.stderr")).unwrap_or_default();
+                panic!("cycle {cycle}: child exited on its own ({status}): {err}");
+            }
+            if std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) > start_len + 64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: child never started writing"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        child.kill().expect("SIGKILL child");
+        child.wait().expect("reap child");
+
+        // Replay the log into the model.
+        let lines = read_new_lines(&log_path, &mut offset);
+        let mut pending: Option<Intent> = None;
+        let first_new = model.head.next();
+        for line in &lines {
+            match parse_line(line) {
+                Entry::Open => assert!(pending.is_none()),
+                Entry::Intent(i) => {
+                    assert!(
+                        pending.is_none(),
+                        "cycle {cycle}: intent {} without outcome",
+                        i.n
+                    );
+                    pending = Some(i);
+                }
+                Entry::Ack(n, rev) => {
+                    let i = pending.take().expect("ack without intent");
+                    assert_eq!(i.n, n);
+                    model.apply(rev, &i);
+                    total_acks += 1;
+                }
+                Entry::Fail(n) => {
+                    let i = pending.take().expect("fail without intent");
+                    assert_eq!(i.n, n);
+                }
+            }
+        }
+
+        let store =
+            RocksStore::open(dir.path().join("data"), options()).expect("reopen after kill");
+        let head = store.head_revision().expect("head");
+        assert!(
+            head >= model.head,
+            "cycle {cycle}: head {head} lost acknowledged revision {}",
+            model.head
+        );
+        if head > model.head {
+            // The transaction in flight at the kill committed: it must be there in full.
+            let intent = pending.take().unwrap_or_else(|| {
+                panic!(
+                    "cycle {cycle}: head {head} is past the last logged transaction {}",
+                    model.head
+                )
+            });
+            assert!(
+                model.could_commit(&intent),
+                "cycle {cycle}: a failing write committed"
+            );
+            model.apply(head, &intent);
+            in_flight_applied += 1;
+        }
+        assert_eq!(
+            head, model.head,
+            "cycle {cycle}: more than one unacknowledged revision"
+        );
+
+        // Every transaction of this cycle: its change set is exactly its effect, and its
+        // writes are visible at its revision.
+        let mut r = first_new;
+        while r <= head {
+            let changes = store
+                .read_changes(Revision(r.0 - 1), 1)
+                .expect("read changes");
+            assert_eq!(changes.len(), 1, "cycle {cycle}: no change set at {r}");
+            let mut got: Vec<(WriteOp, RelationshipKey)> = changes[0]
+                .changes
+                .iter()
+                .map(|c| (c.op, c.relationship.key()))
+                .collect();
+            let mut want = model.effects[&r].clone();
+            got.sort_by(|a, b| a.1.cmp(&b.1));
+            want.sort_by(|a, b| a.1.cmp(&b.1));
+            assert_eq!(got, want, "cycle {cycle}: change set at {r}");
+            let snap = store.snapshot(r).expect("snapshot");
+            for (op, rel) in model.applied[&r].iter().take(50) {
+                let found: Vec<Relationship> = snap
+                    .query(&RelationshipFilter::exact(&rel.key()), None)
+                    .expect("query")
+                    .map(|x| x.expect("row"))
+                    .collect();
+                match op {
+                    WriteOp::Delete => assert!(
+                        found.is_empty(),
+                        "cycle {cycle}: `{rel}` not deleted at {r}"
+                    ),
+                    _ => assert_eq!(
+                        found,
+                        vec![rel.clone()],
+                        "cycle {cycle}: `{rel}` missing at {r}"
+                    ),
+                }
+            }
+            r = r.next();
+        }
+        assert_states_equal(
+            &full_state(&store, head),
+            &model.state,
+            &format!("cycle {cycle}, head {head}"),
+        );
+        if !model.history.is_empty() {
+            let kept: Vec<Revision> = model.history.keys().copied().collect();
+            let sample = kept[rng.below(kept.len() as u64) as usize];
+            assert_states_equal(
+                &full_state(&store, sample),
+                &model.history[&sample],
+                &format!("cycle {cycle}, revision {sample}"),
+            );
+        }
+        // Keep the model's memory bounded: old states are only needed for sampling.
+        while model.history.len() > 2000 {
+            let first = *model.history.keys().next().expect("non-empty");
+            model.history.remove(&first);
+            model.effects.remove(&first);
+            model.applied.remove(&first);
+        }
+        drop(store);
+        if std::env::var_os("TESSERA_CRASH_VERBOSE").is_some() {
+            eprintln!(
+                "cycle {cycle}: head {head}, {} relationships",
+                model.state.len()
+            );
+        }
+    }
+    eprintln!(
+        "crash test: {cycles} kills, {total_acks} acknowledged transactions, {in_flight_applied} in-flight commits recovered, head {}",
+        model.head
+    );
+    assert!(total_acks > 0, "the child never got a write acknowledged");
+}
