@@ -11,11 +11,41 @@
 //!      -> Result<Vec<LookupResource>, EngineError>` (sorted by resource id)
 //! - `Evaluator::lookup_subjects(resource, permission, subject_type, subject_relation, context)
 //!      -> Result<Vec<LookupSubject>, EngineError>` (sorted by subject id, wildcard first)
+//! - Additions: `Evaluator::with_index(&Schema, &SchemaIndex, ..)` to reuse the per-schema
+//!   analysis ([`SchemaIndex::new`], build it once per schema), and `Evaluator::check_bulk`
+//!   (many checks for one subject sharing one memo).
+//!
+//! Semantics, in brief (details in each submodule):
+//! - Outcomes are three-valued, `No < Conditional < Has` (`outcome.rs`): union is the maximum,
+//!   intersection the minimum, `a - b` is `a ∩ ¬b`; a caveated relationship counts with its
+//!   caveat's value (relationship context merged over the request context).
+//! - `rel->perm` / `rel.any(perm)` is the union over the tupleset's subject objects (subject
+//!   relation ignored, wildcards and types lacking `perm` skipped) of "object in tupleset ∩
+//!   perm on it"; `rel.all(perm)` additionally requires "in tupleset ⇒ perm" for every object,
+//!   and is `No` when the tupleset is empty.
+//! - A userset subject `type:id#rel` has `rel` on `type:id` (a userset contains itself).
+//! - A key met again on its own evaluation path contributes nothing (least fixpoint for
+//!   monotone schemas); `check.rs` explains how memoisation stays exact around cycles.
+//! - All four operations use the same rules, so they agree with each other; the property
+//!   tests in `tests/engine_props.rs` check this against a naive reference evaluator.
 
-use crate::caveat::CaveatError;
-use crate::model::{Context, ObjectRef, SubjectRef};
+mod analysis;
+mod check;
+mod expand;
+mod lookup_resources;
+mod lookup_subjects;
+mod outcome;
+
+pub use analysis::SchemaIndex;
+
+use crate::caveat::{CaveatError, CaveatOutcome};
+use crate::model::{
+    Context, ObjectRef, Relationship, RelationshipFilter, SubjectFilter, SubjectRef,
+};
 use crate::schema::Schema;
 use crate::store::{Snapshot, StoreError};
+
+use analysis::NodeId;
 
 /// Limits and knobs of one evaluation.
 #[derive(Debug, Clone)]
@@ -37,7 +67,9 @@ pub enum CheckOutcome {
     Has,
     No,
     /// The answer depends on caveat parameters that were not supplied (sorted, deduplicated).
-    Conditional { missing: Vec<String> },
+    Conditional {
+        missing: Vec<String>,
+    },
 }
 
 /// One node of an expanded permission tree, as the reference API returns it: the
@@ -87,7 +119,10 @@ pub enum EngineError {
     #[error("object definition `{0}` not found in the schema")]
     UnknownDefinition(String),
     #[error("relation or permission `{relation}` not found on definition `{object_type}`")]
-    UnknownRelation { object_type: String, relation: String },
+    UnknownRelation {
+        object_type: String,
+        relation: String,
+    },
     #[error(
         "evaluation exceeded the maximum depth of {limit} while resolving `{at}`; the schema or data may be too deeply nested"
     )]
@@ -101,30 +136,248 @@ pub enum EngineError {
 }
 
 /// Evaluates requests against one schema and one snapshot.
+///
+/// Cheap to create when given a prebuilt [`SchemaIndex`] ([`Evaluator::with_index`]);
+/// [`Evaluator::new`] derives the index itself, which costs a walk over the schema.
+/// Each request keeps its own memo of sub-problems, so one evaluator can serve many requests
+/// (and several threads: it is `Sync`).
 pub struct Evaluator<'a> {
     pub(crate) schema: &'a Schema,
     pub(crate) snapshot: &'a dyn Snapshot,
     pub(crate) config: &'a EngineConfig,
+    index: IndexHandle<'a>,
+}
+
+enum IndexHandle<'a> {
+    Borrowed(&'a SchemaIndex),
+    Owned(Box<SchemaIndex>),
 }
 
 impl<'a> Evaluator<'a> {
+    /// An evaluator over `schema` and `snapshot`, deriving the schema's [`SchemaIndex`].
     pub fn new(schema: &'a Schema, snapshot: &'a dyn Snapshot, config: &'a EngineConfig) -> Self {
         Evaluator {
             schema,
             snapshot,
             config,
+            index: IndexHandle::Owned(Box::new(SchemaIndex::new(schema))),
         }
     }
 
-    /// PLACEHOLDER signature until the engine lands.
+    /// An evaluator reusing `index`, which must have been built from `schema` (if it was
+    /// built from a differently shaped schema, a fresh index is derived instead).
+    pub fn with_index(
+        schema: &'a Schema,
+        index: &'a SchemaIndex,
+        snapshot: &'a dyn Snapshot,
+        config: &'a EngineConfig,
+    ) -> Self {
+        let index = if index.matches(schema) {
+            IndexHandle::Borrowed(index)
+        } else {
+            IndexHandle::Owned(Box::new(SchemaIndex::new(schema)))
+        };
+        Evaluator {
+            schema,
+            snapshot,
+            config,
+            index,
+        }
+    }
+
+    pub(crate) fn index(&self) -> &SchemaIndex {
+        match &self.index {
+            IndexHandle::Borrowed(i) => i,
+            IndexHandle::Owned(i) => i,
+        }
+    }
+
+    /// Does `subject` have `permission` (a permission or a relation) on `resource`?
+    ///
+    /// `context` supplies caveat parameters; values fixed on a relationship take precedence.
     pub fn check(
         &self,
-        _resource: &ObjectRef,
-        _permission: &str,
-        _subject: &SubjectRef,
-        _context: &Context,
+        resource: &ObjectRef,
+        permission: &str,
+        subject: &SubjectRef,
+        context: &Context,
     ) -> Result<CheckOutcome, EngineError> {
-        let _ = (self.schema, self.snapshot, self.config);
-        Err(EngineError::UnknownDefinition("engine not implemented yet".into()))
+        let node = self.node(&resource.object_type, permission)?;
+        let mut run = check::CheckRun::new(self, subject, context)?;
+        run.check_root(node, &resource.object_id)
+    }
+
+    /// Checks many `(resource, permission)` pairs for one subject, sharing the memo of
+    /// sub-problems between them (CheckBulkPermissions). Each pair gets its own result.
+    pub fn check_bulk(
+        &self,
+        items: &[(ObjectRef, String)],
+        subject: &SubjectRef,
+        context: &Context,
+    ) -> Vec<Result<CheckOutcome, EngineError>> {
+        let mut run = match check::CheckRun::new(self, subject, context) {
+            Ok(run) => run,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        items
+            .iter()
+            .map(|(resource, permission)| {
+                let node = self.node(&resource.object_type, permission)?;
+                run.check_root(node, &resource.object_id)
+            })
+            .collect()
+    }
+
+    /// The tree of `permission` on `resource`, one level deep as the reference API returns
+    /// it: relations become leaves listing their direct subjects (usersets are not followed),
+    /// permissions their rewrite, with arrows expanded over the tupleset's objects.
+    pub fn expand(
+        &self,
+        resource: &ObjectRef,
+        permission: &str,
+    ) -> Result<ExpandTree, EngineError> {
+        let node = self.node(&resource.object_type, permission)?;
+        expand::Expander::new(self).expand_key(node, &resource.object_id, 1)
+    }
+
+    /// Every resource of `resource_type` on which `subject` has `permission` (outcome `Has`
+    /// or `Conditional`), sorted by id. Walks backwards from the subject through the reverse
+    /// index rather than scanning resources.
+    pub fn lookup_resources(
+        &self,
+        resource_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+        context: &Context,
+    ) -> Result<Vec<LookupResource>, EngineError> {
+        let node = self.node(resource_type, permission)?;
+        lookup_resources::lookup(self, node, subject, context)
+    }
+
+    /// Every subject of `subject_type` (with `subject_relation`, `None` for plain objects)
+    /// that has `permission` on `resource`: concrete ids sorted, and `*` first when a
+    /// wildcard grants it, listing the subjects excluded from it.
+    ///
+    /// Reading the result: a concrete entry gives that subject's outcome; otherwise an
+    /// `excluded` entry of the wildcard means the subject is excluded (`Has`: always,
+    /// `Conditional`: depending on the listed parameters); otherwise the wildcard's outcome
+    /// applies.
+    pub fn lookup_subjects(
+        &self,
+        resource: &ObjectRef,
+        permission: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+        context: &Context,
+    ) -> Result<Vec<LookupSubject>, EngineError> {
+        let node = self.node(&resource.object_type, permission)?;
+        lookup_subjects::lookup(
+            self,
+            node,
+            &resource.object_id,
+            subject_type,
+            subject_relation,
+            context,
+        )
+    }
+
+    /// The node of `object_type#relation`, or the error naming what is missing.
+    pub(crate) fn node(&self, object_type: &str, relation: &str) -> Result<NodeId, EngineError> {
+        if self.schema.definition(object_type).is_none() {
+            return Err(EngineError::UnknownDefinition(object_type.to_string()));
+        }
+        self.index()
+            .node(self.schema, object_type, relation)
+            .ok_or_else(|| EngineError::UnknownRelation {
+                object_type: object_type.to_string(),
+                relation: relation.to_string(),
+            })
+    }
+
+    /// The definition index of `object_type`.
+    pub(crate) fn def_of(&self, object_type: &str) -> Option<u32> {
+        self.schema
+            .definitions
+            .get_index_of(object_type)
+            .map(|d| d as u32)
+    }
+
+    /// Resolves a request's subject: its definition and, for a userset, the node of its
+    /// relation.
+    pub(crate) fn resolve_subject(
+        &self,
+        subject: &SubjectRef,
+    ) -> Result<(u32, Option<NodeId>), EngineError> {
+        let def = self
+            .def_of(&subject.object.object_type)
+            .ok_or_else(|| EngineError::UnknownDefinition(subject.object.object_type.clone()))?;
+        let rel = match &subject.relation {
+            Some(r) => Some(self.node(&subject.object.object_type, r)?),
+            None => None,
+        };
+        Ok((def, rel))
+    }
+
+    /// The value of a relationship's caveat: `Has` when it has none.
+    ///
+    /// The relationship's own context is merged over the request's, so the request cannot
+    /// override a value the relationship fixed.
+    pub(crate) fn caveat_value(
+        &self,
+        rel: &Relationship,
+        context: &Context,
+    ) -> Result<CheckOutcome, EngineError> {
+        let Some(caveat) = &rel.caveat else {
+            return Ok(CheckOutcome::Has);
+        };
+        let compiled = self
+            .schema
+            .caveat(&caveat.name)
+            .ok_or_else(|| EngineError::UnknownCaveat(caveat.name.clone()))?;
+        let outcome = if caveat.context.is_empty() {
+            compiled.evaluate(context)?
+        } else if context.is_empty() {
+            compiled.evaluate(&caveat.context)?
+        } else {
+            let mut merged = context.clone();
+            for (k, v) in &caveat.context {
+                merged.insert(k.clone(), v.clone());
+            }
+            compiled.evaluate(&merged)?
+        };
+        Ok(match outcome {
+            CaveatOutcome::True => CheckOutcome::Has,
+            CaveatOutcome::False => CheckOutcome::No,
+            CaveatOutcome::MissingParameters(missing) => CheckOutcome::Conditional { missing },
+        })
+    }
+
+    /// The stored relationships `type:id#relation@…`, optionally restricted to subjects
+    /// matching `subject`, collected so no store iterator stays open across recursion.
+    pub(crate) fn read(
+        &self,
+        node: NodeId,
+        object_id: &str,
+        subject: Option<SubjectFilter>,
+    ) -> Result<Vec<Relationship>, EngineError> {
+        let n = self.index().get(node);
+        let filter = RelationshipFilter {
+            resource_type: Some(n.type_name.clone()),
+            resource_id: Some(object_id.to_string()),
+            resource_id_prefix: None,
+            relation: Some(n.name.clone()),
+            subject,
+        };
+        let mut out = Vec::new();
+        for r in self.snapshot.query(&filter, None)? {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// `type:id#relation` of a node, for error messages.
+    pub(crate) fn describe(&self, node: NodeId, object_id: &str) -> String {
+        let n = self.index().get(node);
+        format!("{}:{}#{}", n.type_name, object_id, n.name)
     }
 }

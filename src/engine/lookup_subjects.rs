@@ -1,0 +1,441 @@
+//! LookupSubjects: every subject of a type that has a permission on one resource.
+//!
+//! Computed as set algebra: the value of a key `(object, relation)` is a function from
+//! subject id to outcome, represented as a default for every id (the wildcard's outcome,
+//! `No` without one) plus the ids whose outcome differs. Unions, intersections and
+//! exclusions act pointwise, so `user:* - user:bob` is "everyone, except bob". The recursion
+//! over keys mirrors check's (cycle cutting, memo rules, depth limit), so for every id the
+//! answer is exactly check's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use super::analysis::{NodeId, NodeKind, Rw, SchemaIndex};
+use super::check::{group_by_subject_object, group_end};
+use super::outcome::{intersect, negate, union};
+use super::{CheckOutcome, EngineError, Evaluator, LookupSubject};
+use crate::model::{Context, WILDCARD_ID};
+
+/// A function from subject id to outcome: `default` for every id not in `members`.
+/// Invariant: no member has the default's value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SubjectSet {
+    default: CheckOutcome,
+    members: BTreeMap<String, CheckOutcome>,
+}
+
+impl SubjectSet {
+    fn empty() -> Self {
+        SubjectSet::constant(CheckOutcome::No)
+    }
+
+    fn constant(v: CheckOutcome) -> Self {
+        SubjectSet {
+            default: v,
+            members: BTreeMap::new(),
+        }
+    }
+
+    fn get(&self, id: &str) -> &CheckOutcome {
+        self.members.get(id).unwrap_or(&self.default)
+    }
+
+    /// Pointwise `op(self, other)`.
+    fn combine(
+        &self,
+        other: &SubjectSet,
+        op: fn(CheckOutcome, CheckOutcome) -> CheckOutcome,
+    ) -> SubjectSet {
+        let default = op(self.default.clone(), other.default.clone());
+        let mut members = BTreeMap::new();
+        let mut a = self.members.iter().peekable();
+        let mut b = other.members.iter().peekable();
+        loop {
+            let (id, v) = match (a.peek(), b.peek()) {
+                (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                    std::cmp::Ordering::Less => {
+                        let r = (*ka, op((*va).clone(), other.default.clone()));
+                        a.next();
+                        r
+                    }
+                    std::cmp::Ordering::Greater => {
+                        let r = (*kb, op(self.default.clone(), (*vb).clone()));
+                        b.next();
+                        r
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let r = (*ka, op((*va).clone(), (*vb).clone()));
+                        a.next();
+                        b.next();
+                        r
+                    }
+                },
+                (Some((ka, va)), None) => {
+                    let r = (*ka, op((*va).clone(), other.default.clone()));
+                    a.next();
+                    r
+                }
+                (None, Some((kb, vb))) => {
+                    let r = (*kb, op(self.default.clone(), (*vb).clone()));
+                    b.next();
+                    r
+                }
+                (None, None) => break,
+            };
+            if v != default {
+                members.insert(id.clone(), v);
+            }
+        }
+        SubjectSet { default, members }
+    }
+
+    /// Adds (by union) `id` with outcome `v`.
+    fn add(&mut self, id: &str, v: CheckOutcome) {
+        let merged = union(self.get(id).clone(), v);
+        if merged == self.default {
+            self.members.remove(id);
+        } else {
+            self.members.insert(id.to_string(), merged);
+        }
+    }
+
+    fn into_results(self) -> Vec<LookupSubject> {
+        fn rank(v: &CheckOutcome) -> u8 {
+            match v {
+                CheckOutcome::No => 0,
+                CheckOutcome::Conditional { .. } => 1,
+                CheckOutcome::Has => 2,
+            }
+        }
+        let mut out = Vec::new();
+        let wildcard_rank = rank(&self.default);
+        let mut excluded = Vec::new();
+        let mut concrete = Vec::new();
+        for (id, v) in self.members {
+            if rank(&v) < wildcard_rank {
+                // Excluded from the wildcard: always (`Has`) or depending on parameters.
+                let outcome = match v {
+                    CheckOutcome::No => CheckOutcome::Has,
+                    other => other,
+                };
+                excluded.push(LookupSubject {
+                    subject_id: id,
+                    outcome,
+                    excluded: Vec::new(),
+                });
+            } else {
+                concrete.push(LookupSubject {
+                    subject_id: id,
+                    outcome: v,
+                    excluded: Vec::new(),
+                });
+            }
+        }
+        if wildcard_rank > 0 {
+            out.push(LookupSubject {
+                subject_id: WILDCARD_ID.to_string(),
+                outcome: self.default,
+                excluded,
+            });
+        }
+        out.extend(concrete);
+        out
+    }
+}
+
+fn scale(set: &SubjectSet, v: &CheckOutcome) -> SubjectSet {
+    match v {
+        CheckOutcome::Has => set.clone(),
+        CheckOutcome::No => SubjectSet::empty(),
+        c => set.combine(&SubjectSet::constant(c.clone()), intersect),
+    }
+}
+
+struct Run<'e, 'a> {
+    ev: &'e Evaluator<'a>,
+    index: &'e SchemaIndex,
+    subject_type: &'e str,
+    subject_relation: Option<&'e str>,
+    subject_def: u32,
+    subject_node: Option<NodeId>,
+    context: &'e Context,
+    memo: Vec<HashMap<String, Rc<SubjectSet>>>,
+    stack: Vec<(NodeId, String)>,
+    scc_active: Vec<u32>,
+    low: usize,
+}
+
+pub(crate) fn lookup(
+    ev: &Evaluator<'_>,
+    node: NodeId,
+    object_id: &str,
+    subject_type: &str,
+    subject_relation: Option<&str>,
+    context: &Context,
+) -> Result<Vec<LookupSubject>, EngineError> {
+    let subject_def = ev
+        .def_of(subject_type)
+        .ok_or_else(|| EngineError::UnknownDefinition(subject_type.to_string()))?;
+    let subject_node = match subject_relation {
+        Some(r) => Some(ev.node(subject_type, r)?),
+        None => None,
+    };
+    let index = ev.index();
+    let mut run = Run {
+        ev,
+        index,
+        subject_type,
+        subject_relation,
+        subject_def,
+        subject_node,
+        context,
+        memo: std::iter::repeat_with(HashMap::new)
+            .take(index.nodes.len())
+            .collect(),
+        stack: Vec::new(),
+        scc_active: vec![0; index.scc_count],
+        low: usize::MAX,
+    };
+    let set = run.key(node, object_id, 1)?;
+    Ok(Rc::unwrap_or_clone(set).into_results())
+}
+
+impl Run<'_, '_> {
+    fn key(&mut self, node: NodeId, id: &str, depth: u32) -> Result<Rc<SubjectSet>, EngineError> {
+        let info = self.index.get(node);
+        let scc = info.scc as usize;
+        let memo_ok = info.stratified || self.scc_active[scc] == 0;
+        if memo_ok && let Some(v) = self.memo[node as usize].get(id) {
+            return Ok(Rc::clone(v));
+        }
+        if let Some(pos) = self.stack.iter().position(|(n, i)| *n == node && i == id) {
+            self.low = self.low.min(pos);
+            return Ok(Rc::new(self.with_self(node, id, SubjectSet::empty())));
+        }
+        if depth > self.ev.config.max_depth {
+            return Err(EngineError::DepthExceeded {
+                limit: self.ev.config.max_depth,
+                at: self.ev.describe(node, id),
+            });
+        }
+
+        let pos = self.stack.len();
+        self.stack.push((node, id.to_string()));
+        self.scc_active[scc] += 1;
+        let outer_low = std::mem::replace(&mut self.low, usize::MAX);
+        let result = self.eval_node(node, id, depth);
+        let my_low = self.low;
+        self.low = outer_low.min(my_low);
+        self.scc_active[scc] -= 1;
+        let popped = self.stack.pop();
+        let result = Rc::new(self.with_self(node, id, result?));
+        if memo_ok
+            && my_low >= pos
+            && let Some((_, key)) = popped
+        {
+            self.memo[node as usize].insert(key, Rc::clone(&result));
+        }
+        Ok(result)
+    }
+
+    /// A userset contains itself: `type:id#relation` is a subject of `type:id#relation`.
+    fn with_self(&self, node: NodeId, id: &str, mut set: SubjectSet) -> SubjectSet {
+        if self.subject_node == Some(node) {
+            set.add(id, CheckOutcome::Has);
+        }
+        set
+    }
+
+    fn eval_node(&mut self, node: NodeId, id: &str, depth: u32) -> Result<SubjectSet, EngineError> {
+        let index = self.index;
+        match &index.get(node).kind {
+            NodeKind::Relation(_) => self.eval_relation(node, id, depth),
+            NodeKind::Permission(rw) => self.eval_rewrite(rw, id, depth),
+        }
+    }
+
+    fn eval_relation(
+        &mut self,
+        node: NodeId,
+        id: &str,
+        depth: u32,
+    ) -> Result<SubjectSet, EngineError> {
+        let index = self.index;
+        let NodeKind::Relation(info) = &index.get(node).kind else {
+            return Ok(SubjectSet::empty());
+        };
+        // Which stored subjects count, mirroring the relationships check reads.
+        let exact_allowed = match self.subject_node {
+            None => info.direct.contains(&self.subject_def),
+            Some(n) => info.usersets.contains(&(self.subject_def, n)),
+        };
+        let wildcard_allowed =
+            self.subject_relation.is_none() && info.wildcard.contains(&self.subject_def);
+
+        let mut acc = SubjectSet::empty();
+        for rel in self.ev.read(node, id, None)? {
+            let s = &rel.subject;
+            let matches_type = s.object.object_type == self.subject_type
+                && s.relation.as_deref() == self.subject_relation;
+            let follow = match &s.relation {
+                Some(_) if !s.is_wildcard() => self
+                    .ev
+                    .def_of(&s.object.object_type)
+                    .and_then(|d| {
+                        info.usersets.iter().find(|(sd, n)| {
+                            *sd == d && s.relation.as_deref() == Some(index.get(*n).name.as_str())
+                        })
+                    })
+                    .map(|(_, n)| *n),
+                _ => None,
+            };
+            let direct = matches_type
+                && if s.is_wildcard() {
+                    wildcard_allowed
+                } else {
+                    exact_allowed
+                };
+            if !direct && follow.is_none() {
+                continue;
+            }
+            let cv = self.ev.caveat_value(&rel, self.context)?;
+            if cv == CheckOutcome::No {
+                continue;
+            }
+            if direct {
+                if s.is_wildcard() {
+                    acc = acc.combine(&SubjectSet::constant(cv.clone()), union);
+                } else {
+                    acc.add(&s.object.object_id, cv.clone());
+                }
+            }
+            if let Some(n) = follow {
+                let sub = self.key(n, &s.object.object_id, depth + 1)?;
+                acc = acc.combine(&scale(&sub, &cv), union);
+            }
+        }
+        Ok(acc)
+    }
+
+    fn eval_rewrite(&mut self, rw: &Rw, id: &str, depth: u32) -> Result<SubjectSet, EngineError> {
+        Ok(match rw {
+            Rw::Nil => SubjectSet::empty(),
+            Rw::Computed(n) => Rc::unwrap_or_clone(self.key(*n, id, depth + 1)?),
+            Rw::Union(items) => {
+                let mut acc = SubjectSet::empty();
+                for item in items {
+                    acc = acc.combine(&self.eval_rewrite(item, id, depth)?, union);
+                }
+                acc
+            }
+            Rw::Intersection(items) => {
+                let mut acc = SubjectSet::constant(CheckOutcome::Has);
+                for item in items {
+                    acc = acc.combine(&self.eval_rewrite(item, id, depth)?, intersect);
+                }
+                acc
+            }
+            Rw::Exclusion(base, sub) => {
+                let b = self.eval_rewrite(base, id, depth)?;
+                let s = self.eval_rewrite(sub, id, depth)?;
+                b.combine(&s, super::outcome::exclude)
+            }
+            Rw::Arrow {
+                tupleset,
+                computed_by_def,
+                all,
+            } => {
+                let mut rels = self.ev.read(*tupleset, id, None)?;
+                group_by_subject_object(&mut rels);
+                let mut any = SubjectSet::empty();
+                let mut every = SubjectSet::constant(CheckOutcome::Has);
+                let mut members = false;
+                let mut i = 0;
+                while i < rels.len() {
+                    let end = group_end(&rels, i);
+                    let group = &rels[i..end];
+                    i = end;
+                    let object = &group[0].subject.object;
+                    if object.object_id == WILDCARD_ID {
+                        continue;
+                    }
+                    let Some(target) = self
+                        .ev
+                        .def_of(&object.object_type)
+                        .and_then(|d| computed_by_def.get(d as usize).copied().flatten())
+                    else {
+                        continue;
+                    };
+                    let mut m = CheckOutcome::No;
+                    for r in group {
+                        m = union(m, self.ev.caveat_value(r, self.context)?);
+                        if m == CheckOutcome::Has {
+                            break;
+                        }
+                    }
+                    if m == CheckOutcome::No {
+                        continue;
+                    }
+                    members = true;
+                    let c = self.key(target, &object.object_id, depth + 1)?;
+                    any = any.combine(&scale(&c, &m), union);
+                    if *all {
+                        let implied = SubjectSet::constant(negate(m)).combine(&c, union);
+                        every = every.combine(&implied, intersect);
+                    }
+                }
+                if !*all {
+                    any
+                } else if members {
+                    any.combine(&every, intersect)
+                } else {
+                    SubjectSet::empty()
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(p: &str) -> CheckOutcome {
+        CheckOutcome::Conditional {
+            missing: vec![p.to_string()],
+        }
+    }
+
+    #[test]
+    fn wildcard_minus_member_reports_the_exclusion() {
+        let everyone = SubjectSet::constant(CheckOutcome::Has);
+        let mut banned = SubjectSet::empty();
+        banned.add("bob", CheckOutcome::Has);
+        banned.add("carol", cond("x"));
+        let r = everyone.combine(&banned, super::super::outcome::exclude);
+        assert_eq!(r.get("alice"), &CheckOutcome::Has);
+        assert_eq!(r.get("bob"), &CheckOutcome::No);
+        assert_eq!(r.get("carol"), &cond("x"));
+        let out = r.into_results();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].subject_id, "*");
+        let ex: Vec<_> = out[0]
+            .excluded
+            .iter()
+            .map(|e| (e.subject_id.as_str(), e.outcome.clone()))
+            .collect();
+        assert_eq!(ex, [("bob", CheckOutcome::Has), ("carol", cond("x"))]);
+    }
+
+    #[test]
+    fn members_equal_to_the_default_are_dropped() {
+        let mut a = SubjectSet::empty();
+        a.add("x", CheckOutcome::Has);
+        let b = SubjectSet::constant(CheckOutcome::Has);
+        let u = a.combine(&b, union);
+        assert!(u.members.is_empty());
+        let i = a.combine(&b, intersect);
+        assert_eq!(i.members.len(), 1);
+        assert_eq!(i.default, CheckOutcome::No);
+    }
+}
