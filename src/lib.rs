@@ -4,10 +4,14 @@
 //! ([`caveat`]), stores ([`store`]), the evaluator ([`engine`]) and validation files
 //! ([`validate`]). The `tessera` binary is a thin CLI over these.
 
+pub mod api;
+pub mod auth;
 pub mod caveat;
 pub mod cli;
+pub mod consistency;
 pub mod engine;
 pub mod model;
 pub mod schema;
+pub mod service;
 pub mod store;
 pub mod validate;
