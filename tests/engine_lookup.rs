@@ -365,3 +365,66 @@ fn lookups_and_check_agree_on_a_small_world() {
         }
     }
 }
+
+#[test]
+fn lookup_resources_respects_bans_inherited_through_arrows() {
+    let f = Fixture::new(
+        r#"
+        definition user {}
+        definition folder {
+            relation parent: folder
+            relation viewer: user
+            relation banned: user
+            permission blocked = banned + parent->blocked
+            permission view = (viewer + parent->view) - blocked
+        }
+        definition document {
+            relation folder: folder
+            relation viewer: user
+            permission view = (viewer + folder->view) - folder->blocked
+        }
+        "#,
+        &[
+            "folder:root#viewer@user:alice",
+            "folder:root#viewer@user:bob",
+            "folder:mid#parent@folder:root",
+            "folder:mid#banned@user:bob",
+            "folder:leaf#parent@folder:mid",
+            "document:top#folder@folder:root",
+            "document:deep#folder@folder:leaf",
+            "document:own#viewer@user:bob",
+            "document:own#folder@folder:leaf",
+        ],
+    );
+    let none = Context::new();
+    assert_eq!(
+        ids(&lookup_resources(
+            &f,
+            "document",
+            "view",
+            "user:alice",
+            &none
+        )),
+        ["deep", "own", "top"]
+    );
+    // Bob is banned from mid and below: even his direct grant on `own` is blocked.
+    assert_eq!(
+        ids(&lookup_resources(&f, "document", "view", "user:bob", &none)),
+        ["top"]
+    );
+    assert_eq!(
+        ids(&lookup_resources(&f, "folder", "view", "user:bob", &none)),
+        ["root"]
+    );
+    for d in ["top", "deep", "own"] {
+        for u in ["alice", "bob"] {
+            let resource = format!("document:{d}");
+            let subject = format!("user:{u}");
+            let expected = f.check(&resource, "view", &subject);
+            let listed = lookup_resources(&f, "document", "view", &subject, &none)
+                .iter()
+                .any(|r| r.resource_id == d);
+            assert_eq!(listed, expected == Has, "{resource}@{subject}");
+        }
+    }
+}

@@ -7,7 +7,7 @@
 //!   inside it passes through the subtracted side of an exclusion). Only in stratified
 //!   components is a memoised sub-result valid whatever path led to it; see `check.rs`.
 //! - reverse edges ("which nodes can this one feed positively"), used by LookupResources
-//!   to walk backwards from a subject.
+//!   to walk backwards from a subject, each with how certain the contribution is.
 
 use crate::schema::{AllowedSubjectKind, ArrowKind, RelationKind, Rewrite, Schema};
 
@@ -26,6 +26,9 @@ pub struct SchemaIndex {
     pub(crate) nodes: Vec<Node>,
     /// Number of strongly connected components (ids `0..scc_count`).
     pub(crate) scc_count: usize,
+    /// Guard lists referenced by [`Purity::Guarded`]: subtracted expressions of a permission,
+    /// evaluated on the permission's object.
+    pub(crate) guards: Vec<Vec<Rw>>,
 }
 
 #[derive(Debug)]
@@ -39,8 +42,8 @@ pub(crate) struct Node {
     pub stratified: bool,
     /// Nodes whose value this node can raise: the edges LookupResources walks backwards.
     pub reverse: Vec<ReverseEdge>,
-    /// Nodes this node depends on positively (not through a subtracted side).
-    pub forward_positive: Vec<NodeId>,
+    /// Nodes this node depends on, positively or through a subtracted side.
+    pub forward: Vec<NodeId>,
 }
 
 #[derive(Debug)]
@@ -61,7 +64,7 @@ pub(crate) struct RelationInfo {
 }
 
 /// A permission rewrite with names resolved to nodes.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rw {
     Nil,
     Computed(NodeId),
@@ -77,22 +80,54 @@ pub(crate) enum Rw {
     Exclusion(Box<Rw>, Box<Rw>),
 }
 
+/// How surely `Has` on the source of a reverse edge makes `Has` on its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purity {
+    /// Only unions (and `->`/`.any`) between the reference and the root of the rewrite.
+    Exact,
+    /// As exact, except that the reference sits in the base of exclusions: `Has` unless one
+    /// of the subtracted expressions (guard list, by index) is not `No`.
+    Guarded(u32),
+    /// Under an intersection or an `.all` arrow: the target is only a candidate.
+    Impure,
+}
+
 /// `from → target`: a value of `from` (on some object) can contribute to `target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReverseEdge {
     /// `from` is `S#r`, an allowed userset of relation `target`: follow stored relationships
     /// `target_object#target@S:id#r`.
     Userset { target: NodeId },
-    /// `target` is a permission of the same definition referencing `from`. `pure` when only
-    /// unions lie between the reference and the root of the rewrite.
-    Computed { target: NodeId, pure: bool },
+    /// `target` is a permission of the same definition referencing `from`.
+    Computed { target: NodeId, purity: Purity },
     /// `target` is a permission with an arrow over `tupleset` whose computed relation is
     /// `from`: follow stored relationships `target_object#tupleset@S:id[#any]`.
     Arrow {
         target: NodeId,
         tupleset: NodeId,
-        pure: bool,
+        purity: Purity,
     },
+}
+
+impl ReverseEdge {
+    /// Where the edge leads: the target node and, for arrows, the tupleset followed.
+    fn place(&self) -> (NodeId, Option<NodeId>) {
+        match *self {
+            ReverseEdge::Userset { target } | ReverseEdge::Computed { target, .. } => {
+                (target, None)
+            }
+            ReverseEdge::Arrow {
+                target, tupleset, ..
+            } => (target, Some(tupleset)),
+        }
+    }
+
+    fn purity(&self) -> Purity {
+        match *self {
+            ReverseEdge::Userset { .. } => Purity::Exact,
+            ReverseEdge::Computed { purity, .. } | ReverseEdge::Arrow { purity, .. } => purity,
+        }
+    }
 }
 
 impl SchemaIndex {
@@ -145,7 +180,7 @@ impl SchemaIndex {
                     scc: 0,
                     stratified: true,
                     reverse: Vec::new(),
-                    forward_positive: Vec::new(),
+                    forward: Vec::new(),
                 });
             }
         }
@@ -154,6 +189,7 @@ impl SchemaIndex {
             def_first,
             nodes,
             scc_count: 0,
+            guards: Vec::new(),
         };
         index.build_graph();
         index
@@ -204,14 +240,14 @@ impl SchemaIndex {
         self.nodes.iter().all(|n| n.stratified)
     }
 
-    /// Nodes `target` depends on positively, transitively, itself included: the only nodes
-    /// a backwards walk towards `target` needs to visit.
-    pub(crate) fn positive_support(&self, target: NodeId) -> Vec<bool> {
+    /// Nodes `target` depends on, transitively, itself included: the only nodes a backwards
+    /// walk towards `target` needs to visit.
+    pub(crate) fn support(&self, target: NodeId) -> Vec<bool> {
         let mut seen = vec![false; self.nodes.len()];
         let mut stack = vec![target];
         seen[target as usize] = true;
         while let Some(n) = stack.pop() {
-            for &m in &self.nodes[n as usize].forward_positive {
+            for &m in &self.nodes[n as usize].forward {
                 if !seen[m as usize] {
                     seen[m as usize] = true;
                     stack.push(m);
@@ -226,6 +262,7 @@ impl SchemaIndex {
         let n = self.nodes.len();
         let mut forward: Vec<Vec<(NodeId, bool)>> = vec![Vec::new(); n];
         let mut reverse: Vec<Vec<ReverseEdge>> = vec![Vec::new(); n];
+        let mut guards: Vec<Vec<Rw>> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let from = i as NodeId;
             match &node.kind {
@@ -239,15 +276,15 @@ impl SchemaIndex {
                     }
                 }
                 NodeKind::Permission(rw) => {
-                    collect_edges(
-                        &self.nodes,
-                        rw,
+                    let mut cx = EdgeCollector {
+                        nodes: &self.nodes,
                         from,
-                        false,
-                        true,
-                        &mut forward[i],
-                        &mut reverse,
-                    );
+                        forward: &mut forward[i],
+                        reverse: &mut reverse,
+                        guard_lists: &mut guards,
+                        guards: Vec::new(),
+                    };
+                    cx.collect(rw, false, false);
                 }
             }
         }
@@ -265,16 +302,13 @@ impl SchemaIndex {
             node.scc = sccs.component[i];
             node.stratified = stratified[node.scc as usize];
             node.reverse = std::mem::take(&mut reverse[i]);
-            let mut positive: Vec<NodeId> = forward[i]
-                .iter()
-                .filter(|(_, negated)| !negated)
-                .map(|(to, _)| *to)
-                .collect();
-            positive.sort_unstable();
-            positive.dedup();
-            node.forward_positive = positive;
+            let mut all: Vec<NodeId> = forward[i].iter().map(|(to, _)| *to).collect();
+            all.sort_unstable();
+            all.dedup();
+            node.forward = all;
         }
         self.scc_count = sccs.count;
+        self.guards = guards;
     }
 }
 
@@ -336,105 +370,110 @@ fn resolve_rewrite(
     }
 }
 
-/// Collects the dependency edges of permission `from`'s rewrite. `negated`: under an
-/// exclusion's subtracted side; `pure`: only unions between here and the root.
-fn collect_edges(
-    nodes: &[Node],
-    rw: &Rw,
+/// Collects the dependency edges of one permission's rewrite.
+struct EdgeCollector<'n, 'r> {
+    nodes: &'n [Node],
     from: NodeId,
-    negated: bool,
-    pure: bool,
-    forward: &mut Vec<(NodeId, bool)>,
-    reverse: &mut [Vec<ReverseEdge>],
-) {
-    match rw {
-        Rw::Nil => {}
-        Rw::Computed(to) => {
-            forward.push((*to, negated));
-            if !negated {
-                upsert_reverse(
-                    &mut reverse[*to as usize],
-                    ReverseEdge::Computed { target: from, pure },
-                );
+    forward: &'r mut Vec<(NodeId, bool)>,
+    reverse: &'r mut [Vec<ReverseEdge>],
+    guard_lists: &'r mut Vec<Vec<Rw>>,
+    /// Subtracted sides of the exclusions whose base encloses the current position.
+    guards: Vec<&'n Rw>,
+}
+
+impl<'n> EdgeCollector<'n, '_> {
+    /// `negated`: under an exclusion's subtracted side (no reverse edge: it never raises the
+    /// permission); `impure`: under an intersection or an `.all` arrow.
+    fn collect(&mut self, rw: &'n Rw, negated: bool, impure: bool) {
+        match rw {
+            Rw::Nil => {}
+            Rw::Computed(to) => {
+                self.forward.push((*to, negated));
+                if !negated {
+                    let edge = ReverseEdge::Computed {
+                        target: self.from,
+                        purity: self.purity(impure),
+                    };
+                    upsert_reverse(&mut self.reverse[*to as usize], edge);
+                }
             }
-        }
-        Rw::Arrow {
-            tupleset,
-            computed_by_def,
-            all,
-        } => {
-            // Only the subject types the tupleset allows lead anywhere in conforming data.
-            let mut subject_defs: Vec<u32> = Vec::new();
-            if let NodeKind::Relation(info) = &nodes[*tupleset as usize].kind {
-                subject_defs.extend(&info.direct);
-                subject_defs.extend(info.usersets.iter().map(|(d, _)| *d));
-            }
-            subject_defs.sort_unstable();
-            subject_defs.dedup();
-            for d in subject_defs {
-                if let Some(Some(to)) = computed_by_def.get(d as usize) {
-                    forward.push((*to, negated));
-                    if !negated {
-                        upsert_reverse(
-                            &mut reverse[*to as usize],
-                            ReverseEdge::Arrow {
-                                target: from,
+            Rw::Arrow {
+                tupleset,
+                computed_by_def,
+                all,
+            } => {
+                // Only the subject types the tupleset allows lead anywhere in conforming data.
+                let mut subject_defs: Vec<u32> = Vec::new();
+                if let NodeKind::Relation(info) = &self.nodes[*tupleset as usize].kind {
+                    subject_defs.extend(&info.direct);
+                    subject_defs.extend(info.usersets.iter().map(|(d, _)| *d));
+                }
+                subject_defs.sort_unstable();
+                subject_defs.dedup();
+                for d in subject_defs {
+                    if let Some(Some(to)) = computed_by_def.get(d as usize) {
+                        self.forward.push((*to, negated));
+                        if !negated {
+                            let edge = ReverseEdge::Arrow {
+                                target: self.from,
                                 tupleset: *tupleset,
-                                pure: pure && !*all,
-                            },
-                        );
+                                purity: self.purity(impure || *all),
+                            };
+                            upsert_reverse(&mut self.reverse[*to as usize], edge);
+                        }
                     }
                 }
             }
-        }
-        Rw::Union(items) => {
-            for i in items {
-                collect_edges(nodes, i, from, negated, pure, forward, reverse);
+            Rw::Union(items) => {
+                for i in items {
+                    self.collect(i, negated, impure);
+                }
+            }
+            Rw::Intersection(items) => {
+                for i in items {
+                    self.collect(i, negated, true);
+                }
+            }
+            Rw::Exclusion(a, b) => {
+                self.guards.push(b);
+                self.collect(a, negated, impure);
+                self.guards.pop();
+                self.collect(b, true, impure);
             }
         }
-        Rw::Intersection(items) => {
-            for i in items {
-                collect_edges(nodes, i, from, negated, false, forward, reverse);
+    }
+
+    fn purity(&mut self, impure: bool) -> Purity {
+        if impure {
+            return Purity::Impure;
+        }
+        if self.guards.is_empty() {
+            return Purity::Exact;
+        }
+        let list: Vec<Rw> = self.guards.iter().map(|g| (*g).clone()).collect();
+        let id = match self.guard_lists.iter().position(|l| *l == list) {
+            Some(i) => i,
+            None => {
+                self.guard_lists.push(list);
+                self.guard_lists.len() - 1
             }
-        }
-        Rw::Exclusion(a, b) => {
-            collect_edges(nodes, a, from, negated, false, forward, reverse);
-            collect_edges(nodes, b, from, true, false, forward, reverse);
-        }
+        };
+        Purity::Guarded(id as u32)
     }
 }
 
-/// Adds `edge`, merging with an existing edge to the same target (pure if either is).
+/// Adds `edge`. An exact edge to the same place makes the others redundant; otherwise edges
+/// of different purity are all kept (any of them may be the one that proves a resource).
 fn upsert_reverse(edges: &mut Vec<ReverseEdge>, edge: ReverseEdge) {
-    for e in edges.iter_mut() {
-        match (e, edge) {
-            (
-                ReverseEdge::Computed { target, pure },
-                ReverseEdge::Computed {
-                    target: t2,
-                    pure: p2,
-                },
-            ) if *target == t2 => {
-                *pure |= p2;
-                return;
-            }
-            (
-                ReverseEdge::Arrow {
-                    target,
-                    tupleset,
-                    pure,
-                },
-                ReverseEdge::Arrow {
-                    target: t2,
-                    tupleset: ts2,
-                    pure: p2,
-                },
-            ) if *target == t2 && *tupleset == ts2 => {
-                *pure |= p2;
-                return;
-            }
-            _ => {}
-        }
+    let place = edge.place();
+    if edges
+        .iter()
+        .any(|e| *e == edge || (e.place() == place && e.purity() == Purity::Exact))
+    {
+        return;
+    }
+    if edge.purity() == Purity::Exact {
+        edges.retain(|e| e.place() != place);
     }
     edges.push(edge);
 }

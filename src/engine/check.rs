@@ -70,6 +70,12 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         })
     }
 
+    /// Records that `node` on object `id` is already known to hold for the subject (proven
+    /// by a lookup's walk), as if memoised. Such a proof never depends on the path.
+    pub(crate) fn assume_has(&mut self, node: NodeId, id: &str) {
+        self.memo[node as usize].insert(id.to_string(), CheckOutcome::Has);
+    }
+
     /// Evaluates `node` on object `id` as the root of a request.
     pub(crate) fn check_root(
         &mut self,

@@ -3,58 +3,58 @@
 //! Instead of checking every object of the type, walk backwards from the subject: start at
 //! the relationships naming the subject (or a wildcard of its type) and follow the schema's
 //! reverse edges — userset memberships, computed references, arrows — through the reverse
-//! index, visiting only nodes the target permission depends on. Every resource the subject
-//! can possibly reach is found this way (a non-`No` answer always needs such a chain).
+//! index, visiting only nodes the target permission depends on. A non-`No` answer always
+//! needs a chain of positive dependencies from such a relationship, so every resource that
+//! may have the permission is found ("reached"), and a key that is not reached is `No`.
 //!
-//! A resource reached through unions only, over uncaveated relationships, certainly has the
-//! permission. Anything reached otherwise (through an intersection, an exclusion's base, an
-//! `.all` arrow or a caveat) is a candidate, confirmed with a check; all confirmations share
-//! one memo.
+//! Phase two decides which reached resources certainly have the permission: those proven by
+//! a chain of uncaveated relationships through unions only, where an exclusion on the way
+//! counts as a union if its subtracted side cannot hold for the subject (none of the keys it
+//! depends on was reached). Everything else reached (through an intersection, an `.all`
+//! arrow, a caveat, or a possibly holding exclusion) is confirmed with a check; all
+//! confirmations share one memo, pre-filled with the keys already proven.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::analysis::{NodeId, NodeKind, ReverseEdge};
+use super::analysis::{NodeId, NodeKind, Purity, ReverseEdge, Rw};
 use super::check::CheckRun;
 use super::{CheckOutcome, EngineError, Evaluator, LookupResource};
 use crate::model::{
     Context, Relationship, SubjectFilter, SubjectRef, SubjectRelationFilter, WILDCARD_ID,
 };
 
+/// The part of the dependency graph the walk has discovered.
 struct Walk<'e, 'a> {
     ev: &'e Evaluator<'a>,
-    /// Per node: object id → (reached through unions only, distance from the subject).
-    visited: Vec<HashMap<String, (bool, u32)>>,
-    queue: VecDeque<(NodeId, String)>,
+    /// Per node: object id → key index.
+    ids: Vec<HashMap<String, u32>>,
+    /// Key index → (node, object id, distance from the subject).
+    keys: Vec<(NodeId, String, u32)>,
+    /// Key index → the keys it raises, and how surely.
+    edges: Vec<Vec<(u32, Purity)>>,
+    /// Keys that hold certainly, without any further condition.
+    seeds: Vec<u32>,
+    queue: VecDeque<u32>,
 }
 
 impl Walk<'_, '_> {
-    fn reach(
-        &mut self,
-        node: NodeId,
-        id: String,
-        exact: bool,
-        dist: u32,
-    ) -> Result<(), EngineError> {
-        let slot = &mut self.visited[node as usize];
-        match slot.get_mut(&id) {
-            Some((seen_exact, _)) => {
-                if exact && !*seen_exact {
-                    *seen_exact = true;
-                    self.queue.push_back((node, id));
-                }
-            }
-            None => {
-                if dist > self.ev.config.max_depth {
-                    return Err(EngineError::DepthExceeded {
-                        limit: self.ev.config.max_depth,
-                        at: self.ev.describe(node, &id),
-                    });
-                }
-                slot.insert(id.clone(), (exact, dist));
-                self.queue.push_back((node, id));
-            }
+    /// The index of key `(node, id)`, discovering it (at distance `dist`) if new.
+    fn reach(&mut self, node: NodeId, id: String, dist: u32) -> Result<u32, EngineError> {
+        if let Some(&k) = self.ids[node as usize].get(&id) {
+            return Ok(k);
         }
-        Ok(())
+        if dist > self.ev.config.max_depth {
+            return Err(EngineError::DepthExceeded {
+                limit: self.ev.config.max_depth,
+                at: self.ev.describe(node, &id),
+            });
+        }
+        let k = self.keys.len() as u32;
+        self.ids[node as usize].insert(id.clone(), k);
+        self.keys.push((node, id, dist));
+        self.edges.push(Vec::new());
+        self.queue.push_back(k);
+        Ok(k)
     }
 
     fn reverse(
@@ -73,6 +73,26 @@ impl Walk<'_, '_> {
         }
         Ok(out)
     }
+
+    /// Whether `rw`, evaluated on object `id`, may be other than `No` for the subject: only
+    /// if some key it depends on was reached.
+    fn may_hold(&self, rw: &Rw, id: &str) -> bool {
+        match rw {
+            Rw::Nil => false,
+            Rw::Computed(n) => self.ids[*n as usize].contains_key(id),
+            // The tupleset's objects are not known here; any reached key of the computed
+            // relation (on any object) keeps the possibility open.
+            Rw::Arrow {
+                computed_by_def, ..
+            } => computed_by_def
+                .iter()
+                .flatten()
+                .any(|n| !self.ids[*n as usize].is_empty()),
+            Rw::Union(items) => items.iter().any(|i| self.may_hold(i, id)),
+            Rw::Intersection(items) => items.iter().all(|i| self.may_hold(i, id)),
+            Rw::Exclusion(base, _) => self.may_hold(base, id),
+        }
+    }
 }
 
 pub(crate) fn lookup(
@@ -83,20 +103,25 @@ pub(crate) fn lookup(
 ) -> Result<Vec<LookupResource>, EngineError> {
     let index = ev.index();
     let (subject_def, subject_node) = ev.resolve_subject(subject)?;
-    let relevant = index.positive_support(target);
+    let relevant = index.support(target);
     let mut walk = Walk {
         ev,
-        visited: std::iter::repeat_with(HashMap::new)
+        ids: std::iter::repeat_with(HashMap::new)
             .take(index.nodes.len())
             .collect(),
+        keys: Vec::new(),
+        edges: Vec::new(),
+        seeds: Vec::new(),
         queue: VecDeque::new(),
     };
 
-    // Seeds: the userset itself, and relationships naming the subject or its wildcard.
+    // Phase one, seeds: the userset itself, and relationships naming the subject or its
+    // wildcard.
     if let Some(n) = subject_node
         && relevant[n as usize]
     {
-        walk.reach(n, subject.object.object_id.clone(), true, 1)?;
+        let k = walk.reach(n, subject.object.object_id.clone(), 1)?;
+        walk.seeds.push(k);
     }
     for (q, node) in index.nodes.iter().enumerate() {
         let q = q as NodeId;
@@ -133,22 +158,24 @@ pub(crate) fn lookup(
         }
         for f in filters {
             for rel in walk.reverse(f, q)? {
-                let exact = rel.caveat.is_none();
-                walk.reach(q, rel.resource.object_id, exact, 1)?;
+                let k = walk.reach(q, rel.resource.object_id, 1)?;
+                if rel.caveat.is_none() {
+                    walk.seeds.push(k);
+                }
             }
         }
     }
 
-    while let Some((node, id)) = walk.queue.pop_front() {
-        let Some(&(exact, dist)) = walk.visited[node as usize].get(&id) else {
-            continue;
-        };
+    // Phase one: discover every reachable key and the edges between them.
+    while let Some(k) = walk.queue.pop_front() {
+        let (node, id, dist) = walk.keys[k as usize].clone();
         let from = index.get(node);
         for edge in &from.reverse {
             match *edge {
-                ReverseEdge::Computed { target: t, pure } => {
+                ReverseEdge::Computed { target: t, purity } => {
                     if relevant[t as usize] {
-                        walk.reach(t, id.clone(), exact && pure, dist + 1)?;
+                        let to = walk.reach(t, id.clone(), dist + 1)?;
+                        walk.edges[k as usize].push((to, purity));
                     }
                 }
                 ReverseEdge::Userset { target: t } => {
@@ -161,14 +188,18 @@ pub(crate) fn lookup(
                         relation: SubjectRelationFilter::Relation(from.name.clone()),
                     };
                     for rel in walk.reverse(f, t)? {
-                        let e = exact && rel.caveat.is_none();
-                        walk.reach(t, rel.resource.object_id, e, dist + 1)?;
+                        let to = walk.reach(t, rel.resource.object_id, dist + 1)?;
+                        let purity = match rel.caveat {
+                            None => Purity::Exact,
+                            Some(_) => Purity::Impure,
+                        };
+                        walk.edges[k as usize].push((to, purity));
                     }
                 }
                 ReverseEdge::Arrow {
                     target: t,
                     tupleset,
-                    pure,
+                    purity,
                 } => {
                     // Arrows skip wildcard subjects of the tupleset.
                     if !relevant[t as usize] || id == WILDCARD_ID {
@@ -180,29 +211,73 @@ pub(crate) fn lookup(
                         relation: SubjectRelationFilter::Any,
                     };
                     for rel in walk.reverse(f, tupleset)? {
-                        let e = exact && pure && rel.caveat.is_none();
-                        walk.reach(t, rel.resource.object_id, e, dist + 1)?;
+                        let to = walk.reach(t, rel.resource.object_id, dist + 1)?;
+                        let purity = match rel.caveat {
+                            None => purity,
+                            Some(_) => Purity::Impure,
+                        };
+                        walk.edges[k as usize].push((to, purity));
                     }
                 }
             }
         }
     }
 
-    let mut candidates: Vec<(String, bool)> = std::mem::take(&mut walk.visited[target as usize])
+    // Phase two: which keys certainly hold. A guarded edge proves its target when none of
+    // the guards (subtracted expressions on the target's object) may hold.
+    let mut certain = vec![false; walk.keys.len()];
+    let mut stack: Vec<u32> = Vec::new();
+    for &k in &walk.seeds {
+        if !certain[k as usize] {
+            certain[k as usize] = true;
+            stack.push(k);
+        }
+    }
+    while let Some(k) = stack.pop() {
+        for &(to, purity) in &walk.edges[k as usize] {
+            if certain[to as usize] {
+                continue;
+            }
+            let proves = match purity {
+                Purity::Exact => true,
+                Purity::Guarded(g) => {
+                    let id = &walk.keys[to as usize].1;
+                    !index.guards[g as usize]
+                        .iter()
+                        .any(|guard| walk.may_hold(guard, id))
+                }
+                Purity::Impure => false,
+            };
+            if proves {
+                certain[to as usize] = true;
+                stack.push(to);
+            }
+        }
+    }
+
+    let mut candidates: Vec<(String, bool)> = std::mem::take(&mut walk.ids[target as usize])
         .into_iter()
-        .map(|(id, (exact, _))| (id, exact))
+        .map(|(id, k)| (id, certain[k as usize]))
         .collect();
     candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
     let mut run: Option<CheckRun<'_, '_>> = None;
     let mut out = Vec::with_capacity(candidates.len());
-    for (id, exact) in candidates {
-        let outcome = if exact {
+    for (id, is_certain) in candidates {
+        let outcome = if is_certain {
             CheckOutcome::Has
         } else {
             let run = match &mut run {
                 Some(r) => r,
-                None => run.insert(CheckRun::new(ev, subject, context)?),
+                None => {
+                    let mut r = CheckRun::new(ev, subject, context)?;
+                    for (k, (node, key_id, _)) in walk.keys.iter().enumerate() {
+                        if certain[k] {
+                            r.assume_has(*node, key_id);
+                        }
+                    }
+                    run.insert(r)
+                }
             };
             run.check_root(target, &id)?
         };
