@@ -247,7 +247,16 @@ impl Model {
         self.head = rev;
         self.effects.insert(rev, effects);
         self.applied.insert(rev, intent.updates.clone());
-        self.history.insert(rev, self.state.clone());
+        // Full states are kept only for every 16th revision and at most 64 of them: the child
+        // can commit thousands of transactions per cycle on a fast disk, and a clone of the
+        // whole state per revision would exhaust memory.
+        if rev.0.is_multiple_of(16) {
+            self.history.insert(rev, self.state.clone());
+            while self.history.len() > 64 {
+                let first = *self.history.keys().next().expect("non-empty");
+                self.history.remove(&first);
+            }
+        }
     }
 
     /// Whether `intent` could have committed on the current state (CREATEs of absent keys).
