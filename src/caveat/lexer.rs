@@ -478,11 +478,19 @@ impl Lexer<'_> {
                 self.pos += count;
                 Ok(v)
             }
-            None => err(
-                format!("escape needs {count} hexadecimal digits"),
-                esc_start,
-                (self.pos + count).min(self.bytes.len()),
-            ),
+            None => {
+                // The span covers what should have been the digits, ending on a character
+                // boundary even when a multi-byte character follows the escape.
+                let mut end = (self.pos + count).min(self.bytes.len());
+                while !self.src.is_char_boundary(end) {
+                    end -= 1;
+                }
+                err(
+                    format!("escape needs {count} hexadecimal digits"),
+                    esc_start,
+                    end,
+                )
+            }
         }
     }
 
