@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::consistency::{Consistency, SnapshotChooser};
 use crate::engine::{
-    CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupResource, LookupSubject,
+    CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupResource, LookupSubject, SchemaIndex,
 };
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
@@ -63,7 +63,15 @@ impl Default for ServiceConfig {
 /// One snapshot of the store plus the schema in force at it.
 pub struct ReadView {
     snapshot: Arc<dyn Snapshot>,
-    schema: Option<Arc<Schema>>,
+    schema: Option<CompiledSchema>,
+}
+
+/// A compiled schema with the engine's index over it, built once per schema version and shared
+/// by every request that reads at that version (never rebuilt per request).
+#[derive(Clone)]
+struct CompiledSchema {
+    schema: Arc<Schema>,
+    index: Arc<SchemaIndex>,
 }
 
 impl ReadView {
@@ -75,12 +83,27 @@ impl ReadView {
     }
     /// The schema at this snapshot, or FAILED_PRECONDITION when none was ever written.
     pub fn schema(&self) -> Result<&Arc<Schema>, ServiceError> {
+        self.compiled().map(|c| &c.schema)
+    }
+
+    fn compiled(&self) -> Result<&CompiledSchema, ServiceError> {
         self.schema.as_ref().ok_or_else(|| {
             ServiceError::new(
                 ErrorKind::FailedPrecondition,
                 "no schema has been written yet; call WriteSchema first",
             )
         })
+    }
+
+    /// An evaluator over this view's snapshot, reusing the cached schema index.
+    fn evaluator<'a>(&'a self, config: &'a EngineConfig) -> Result<Evaluator<'a>, ServiceError> {
+        let c = self.compiled()?;
+        Ok(Evaluator::with_index(
+            &c.schema,
+            &c.index,
+            self.snapshot(),
+            config,
+        ))
     }
 }
 
@@ -116,7 +139,7 @@ pub struct Tessera {
     store: Arc<dyn Store>,
     config: ServiceConfig,
     chooser: SnapshotChooser,
-    schemas: Mutex<HashMap<Revision, Arc<Schema>>>,
+    schemas: Mutex<HashMap<Revision, CompiledSchema>>,
     /// Relationship writes hold this shared, schema writes exclusively, so a schema change's
     /// orphan check cannot race a write that the new schema would reject.
     schema_gate: RwLock<()>,
@@ -177,7 +200,7 @@ impl Tessera {
         Ok(ReadView { snapshot, schema })
     }
 
-    fn schema_for(&self, snapshot: &dyn Snapshot) -> Result<Option<Arc<Schema>>, ServiceError> {
+    fn schema_for(&self, snapshot: &dyn Snapshot) -> Result<Option<CompiledSchema>, ServiceError> {
         let Some(stored) = snapshot.schema()? else {
             return Ok(None);
         };
@@ -192,6 +215,10 @@ impl Tessera {
                 )
             })?
             .schema;
+        let compiled = CompiledSchema {
+            index: Arc::new(SchemaIndex::new(&compiled)),
+            schema: compiled,
+        };
         let mut cache = self.schemas.lock();
         if cache.len() >= SCHEMA_CACHE_SIZE
             && let Some(oldest) = cache.keys().min().copied()
@@ -410,8 +437,8 @@ impl Tessera {
         limit: Option<usize>,
     ) -> Result<Vec<Relationship>, ServiceError> {
         check_reserved_filter("relationship_filter", filter)?;
-        if let Some(schema) = &view.schema {
-            check_filter_types(schema, filter)?;
+        if let Some(c) = &view.schema {
+            check_filter_types(&c.schema, filter)?;
         }
         let limit = limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
@@ -439,7 +466,8 @@ impl Tessera {
         let schema = view.schema()?;
         check_relation_exists(schema, &resource.object_type, permission)?;
         check_subject_type(schema, subject)?;
-        Ok(Evaluator::new(schema, view.snapshot(), &self.config.engine)
+        Ok(view
+            .evaluator(&self.config.engine)?
             .check(resource, permission, subject, context)?)
     }
 
@@ -452,7 +480,8 @@ impl Tessera {
     ) -> Result<ExpandTree, ServiceError> {
         let schema = view.schema()?;
         check_relation_exists(schema, &resource.object_type, permission)?;
-        Ok(Evaluator::new(schema, view.snapshot(), &self.config.engine)
+        Ok(view
+            .evaluator(&self.config.engine)?
             .expand(resource, permission)?)
     }
 
@@ -472,7 +501,7 @@ impl Tessera {
         let schema = view.schema()?;
         check_relation_exists(schema, resource_type, permission)?;
         check_subject_type(schema, subject)?;
-        let all = Evaluator::new(schema, view.snapshot(), &self.config.engine).lookup_resources(
+        let all = view.evaluator(&self.config.engine)?.lookup_resources(
             resource_type,
             permission,
             subject,
@@ -502,7 +531,7 @@ impl Tessera {
         if let Some(rel) = subject_relation {
             check_relation_exists(schema, subject_type, rel)?;
         }
-        let all = Evaluator::new(schema, view.snapshot(), &self.config.engine).lookup_subjects(
+        let all = view.evaluator(&self.config.engine)?.lookup_subjects(
             resource,
             permission,
             subject_type,
