@@ -1,6 +1,6 @@
-//! Compiles the hand-written `authzed.api.v1` protos under `proto/` into Rust (prost messages and
-//! tonic services) and writes their file descriptor set for server reflection and the wire
-//! compatibility test.
+//! Compiles the hand-written `authzed.api.v1` protos and Tessera's own admin API
+//! (`tessera.admin.v1`) under `proto/` into Rust (prost messages and tonic services) and writes
+//! their file descriptor set for server reflection and the wire compatibility test.
 //!
 //! `protoc` comes from the `protoc-bin-vendored` crate, together with the well-known type
 //! definitions it ships, so no system installation is needed.
@@ -18,6 +18,7 @@ const PROTOS: &[&str] = &[
     "proto/authzed/api/v1/schema_service.proto",
     "proto/authzed/api/v1/watch_service.proto",
     "proto/google/rpc/status.proto",
+    "proto/tessera/admin/v1/access_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -83,6 +83,7 @@ fn bench_writes(c: &mut Criterion) {
                     }],
                     preconditions: Vec::new(),
                     caller: None,
+                    metadata: Default::default(),
                 })
                 .expect("write")
         })
@@ -100,6 +101,7 @@ fn bench_writes(c: &mut Criterion) {
                         .collect(),
                     preconditions: Vec::new(),
                     caller: None,
+                    metadata: Default::default(),
                 })
                 .expect("write")
         })

@@ -755,7 +755,7 @@ async fn lookup_resources_pages_read_one_snapshot() {
             ..Default::default()
         })
         .await;
-    assert_status(r, Code::InvalidArgument, &["optional_cursor"]);
+    assert_status(r, Code::FailedPrecondition, &["optional_cursor"]);
     let r = s
         .perms()
         .lookup_resources(pb::LookupResourcesRequest {
@@ -1294,16 +1294,17 @@ async fn schema_read_write_reflect_and_orphan_protection() {
         .map(|d| d.name.as_str())
         .collect();
     assert_eq!(names, ["user", "group", "folder", "document"]);
+    // With its delimiters, as the reference documents the field.
     assert_eq!(
-        reflected.definitions[0].comment.trim(),
-        "someone who logs in"
+        reflected.definitions[0].comment,
+        "/** someone who logs in */"
     );
     assert_eq!(reflected.caveats[0].name, "on_weekday");
 
     let r = schema
         .computable_permissions(pb::ComputablePermissionsRequest::default())
         .await;
-    assert_status(r, Code::Unimplemented, &["ComputablePermissions"]);
+    assert_status(r, Code::InvalidArgument, &["definition_name"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

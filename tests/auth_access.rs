@@ -271,6 +271,7 @@ fn grants_live_in_the_reserved_namespace_out_of_users_reach() {
             }],
             vec![],
             None,
+            Default::default(),
         )
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidArgument);

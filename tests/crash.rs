@@ -156,6 +156,7 @@ fn crash_child_writer() {
                 updates,
                 preconditions: Vec::new(),
                 caller: Some("crash-child".into()),
+                metadata: Default::default(),
             })
         };
         match result {

@@ -570,3 +570,78 @@ fn evaluator_with_prebuilt_index_matches() {
         Has
     );
 }
+
+/// The cache shared across requests is keyed by revision, but expiry moves with time: an
+/// answer resting on a relationship, however deep, must stop being served once it expires,
+/// even to a request at the very same revision.
+#[test]
+fn shared_cache_never_serves_an_answer_past_an_expiration() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tessera::engine::{CheckCache, SchemaIndex};
+    use tessera::model::{ObjectRef, SubjectRef, Timestamp, parse_relationship};
+    use tessera::store::memory::{MemoryOptions, MemoryStore};
+    use tessera::store::{RelationshipUpdate, Store, WriteOp, WriteTransaction};
+
+    let start: Timestamp = "2030-01-01T00:00:00Z".parse().expect("timestamp");
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = Arc::clone(&offset);
+    let store = MemoryStore::with_options(MemoryOptions {
+        clock: Arc::new(move || {
+            start + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
+        }),
+        ..MemoryOptions::default()
+    });
+    let updates = [
+        "group:inner#member@user:alice[expiration:2030-01-01T00:01:00Z]",
+        "group:outer#member@group:inner#member",
+        "folder:root#viewer@group:outer#member",
+        "document:doc#folder@folder:root",
+    ]
+    .iter()
+    .map(|t| RelationshipUpdate {
+        op: WriteOp::Touch,
+        relationship: parse_relationship(t).expect("relationship"),
+    })
+    .collect();
+    let revision = store
+        .write(WriteTransaction {
+            updates,
+            ..WriteTransaction::default()
+        })
+        .expect("write");
+
+    let schema = tessera::schema::compile("docs.zed", DOCS)
+        .expect("schema")
+        .schema;
+    let index = SchemaIndex::new(&schema);
+    let config = EngineConfig::default();
+    let cache = CheckCache::new(1024);
+    let doc = ObjectRef::new("document", "doc");
+    let alice = SubjectRef::new("user", "alice", None);
+    let check = || {
+        let snapshot = store.snapshot(revision).expect("snapshot");
+        Evaluator::with_index(&schema, &index, &*snapshot, &config)
+            .with_cache(&cache)
+            .check(&doc, "view", &alice, &Context::new())
+            .expect("check")
+    };
+
+    assert_eq!(check(), Has);
+    assert_eq!(check(), Has, "a warm cache gives the same answer");
+    assert!(
+        cache.stats().hits > 0,
+        "the second check was served by the cache"
+    );
+    offset.store(59, Ordering::SeqCst);
+    assert_eq!(check(), Has, "one second before the expiration");
+    offset.store(60, Ordering::SeqCst);
+    assert_eq!(
+        check(),
+        No,
+        "the membership expired; the cached answer must not be served"
+    );
+    // Nor does an answer computed after the expiration leak back to an earlier snapshot time.
+    offset.store(120, Ordering::SeqCst);
+    assert_eq!(check(), No);
+}

@@ -250,8 +250,10 @@ fn lookup_subjects_reports_wildcard_with_exclusions() {
     );
     let none = Context::new();
     let r = lookup_subjects(&f, "document:d", "view", "user", None, &none);
-    assert_eq!(r.len(), 1, "{r:?}");
+    // Like the reference, alice is listed although the wildcard covers her too.
+    assert_eq!(r.len(), 2, "{r:?}");
     assert_eq!(r[0].subject_id, "*");
+    assert_eq!((r[1].subject_id.as_str(), &r[1].outcome), ("alice", &Has));
     assert_eq!(r[0].outcome, Has);
     let excluded: Vec<(&str, CheckOutcome)> = r[0]
         .excluded
@@ -264,11 +266,13 @@ fn lookup_subjects_reports_wildcard_with_exclusions() {
     assert_eq!(lookup_subjects_outcome(&r, "carol"), cond(&["flag"]));
     assert_eq!(lookup_subjects_outcome(&r, "anyone"), Has);
 
-    // Relation alone: wildcard plus alice (covered by it, so not listed separately).
+    // Relation alone: the wildcard and alice, each as stored.
     let viewers = lookup_subjects(&f, "document:d", "viewer", "user", None, &none);
-    assert_eq!(viewers.len(), 1);
-    assert_eq!(viewers[0].subject_id, "*");
+    let listed: Vec<&str> = viewers.iter().map(|v| v.subject_id.as_str()).collect();
+    assert_eq!(listed, ["*", "alice"]);
     assert!(viewers[0].excluded.is_empty());
+    // Banned subjects are exclusions only, never listed as granted.
+    assert!(!listed.contains(&"bob"));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use proptest::prelude::*;
 use reference::{Fixture, Reference, expand_implies, kind, lookup_subjects_outcome};
 use tessera::caveat::CaveatType;
-use tessera::engine::{CheckOutcome, EngineConfig, SchemaIndex};
+use tessera::engine::{CheckCache, CheckOutcome, EngineConfig, SchemaIndex};
 use tessera::model::{CaveatRef, Context, ObjectRef, Relationship, SubjectRef};
 use tessera::schema::{
     AllowedSubject, AllowedSubjectKind, ArrowKind, Definition, Relation, RelationKind, Rewrite,
@@ -486,6 +486,80 @@ fn run_world(world: &World) -> Result<(), TestCaseError> {
                 got,
                 want
             );
+        }
+    }
+
+    // With a cache shared across requests (which only context-free requests use), answers
+    // stay the reference's, whatever order fills the cache; so do lookups reading from it.
+    let cache = CheckCache::new(4096);
+    let cached_ev = tessera::engine::Evaluator::with_index(
+        &fixture.schema,
+        &index,
+        &*fixture.snapshot,
+        &fixture.config,
+    )
+    .with_cache(&cache);
+    let no_context = Context::new();
+    let mut keys: Vec<&(String, String, String)> = checks.keys().collect();
+    keys.sort();
+    let rotate = world.order_seed % keys.len().max(1);
+    keys.rotate_left(rotate);
+    for round in 0..2 {
+        for (resource, name, s) in &keys {
+            let (t, id) = resource.split_once(':').expect("type:id");
+            let resource = ObjectRef::new(t, id);
+            let subject = subjects
+                .iter()
+                .find(|x| x.to_string() == *s)
+                .expect("a generated subject");
+            let got = cached_ev
+                .check(&resource, name, subject, &no_context)
+                .map_err(|e| {
+                    TestCaseError::fail(format!("cached check {resource}#{name}@{s}: {e}"))
+                })?;
+            let want = reference.check(&resource, name, subject, &no_context);
+            prop_assert!(
+                same(&got, &want, acyclic),
+                "cached check (round {}) {}#{}@{}: engine {:?}, reference {:?}",
+                round,
+                resource,
+                name,
+                s,
+                got,
+                want
+            );
+        }
+        for shape in &world.shapes {
+            for name in shape.all_names() {
+                for s in &subjects {
+                    let found = cached_ev
+                        .lookup_resources(&shape.name, &name, s, &no_context)
+                        .map_err(|e| TestCaseError::fail(format!("cached lookup: {e}")))?;
+                    let found: Vec<&str> = found.iter().map(|r| r.resource_id.as_str()).collect();
+                    let want: Vec<&str> = IDS
+                        .iter()
+                        .copied()
+                        .filter(|id| {
+                            reference.check(
+                                &ObjectRef::new(&shape.name, *id),
+                                &name,
+                                s,
+                                &no_context,
+                            ) != CheckOutcome::No
+                        })
+                        .collect();
+                    if acyclic {
+                        prop_assert_eq!(
+                            &found,
+                            &want,
+                            "cached lookup_resources {}#{}@{}",
+                            shape.name,
+                            name,
+                            s
+                        );
+                    }
+                }
+            }
         }
     }
 

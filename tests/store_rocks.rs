@@ -97,6 +97,7 @@ fn txn(ops: &[(WriteOp, &str)]) -> WriteTransaction {
             .collect(),
         preconditions: Vec::new(),
         caller: None,
+        metadata: Default::default(),
     }
 }
 

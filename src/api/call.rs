@@ -197,12 +197,6 @@ impl Rpc {
         });
     }
 
-    /// Ends the RPC with a status produced without a service error (e.g. UNIMPLEMENTED).
-    pub fn reject(self, status: Status) -> Status {
-        self.finish(status.code());
-        status
-    }
-
     fn fail(self, e: ServiceError) -> Status {
         let status = self.span.in_scope(|| error::status(e));
         self.finish(status.code());

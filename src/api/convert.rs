@@ -371,6 +371,24 @@ pub fn context(field: &str, s: Option<&prost_types::Struct>) -> Result<Context> 
     Ok(out)
 }
 
+/// A write's `optional_transaction_metadata`; absent means none. The key under which Watch
+/// reports the authenticated writer ([`CALLER_METADATA_KEY`](super::watch::CALLER_METADATA_KEY)) is
+/// reserved, so a caller cannot pass for another one.
+pub fn transaction_metadata(
+    field: &str,
+    s: Option<&prost_types::Struct>,
+) -> Result<crate::store::TransactionMetadata> {
+    let metadata = context(field, s)?;
+    let reserved = super::watch::CALLER_METADATA_KEY;
+    if metadata.contains_key(reserved) {
+        return Err(invalid(
+            &format!("{field}.{reserved}"),
+            "is reserved: Watch reports the authenticated writer under this key",
+        ));
+    }
+    Ok(metadata)
+}
+
 fn value(field: &str, v: &prost_types::Value) -> Result<Json> {
     Ok(match &v.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::model::{ObjectRef, RelationshipKey, Revision, SubjectRef};
-use crate::service::ServiceError;
+use crate::service::{ErrorKind, ServiceError};
 
 use super::error::invalid;
 
@@ -125,12 +125,15 @@ impl Cursor {
         if r.pos != body.len() {
             return Err(malformed());
         }
+        // A well-formed cursor used with another request is a precondition failure, as in
+        // the reference: the request itself is valid, the cursor belongs to another one.
+        let mismatch =
+            |why: &str| ServiceError::new(ErrorKind::FailedPrecondition, format!("{FIELD}: {why}"));
         if found != kind {
-            return Err(invalid(FIELD, "the cursor was issued by a different RPC"));
+            return Err(mismatch("the cursor was issued by a different RPC"));
         }
         if fp != fingerprint {
-            return Err(invalid(
-                FIELD,
+            return Err(mismatch(
                 "the cursor was issued for a request with different parameters; repeat the original request's parameters with its cursor",
             ));
         }
@@ -315,6 +318,7 @@ mod tests {
         };
         let token = c.encode();
         let err = Cursor::decode(&token, CursorKind::LookupResources, fp("b")).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::FailedPrecondition);
         assert!(
             err.message.contains("different parameters"),
             "{}",

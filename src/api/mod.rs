@@ -1,11 +1,13 @@
 //! The gRPC face of Tessera: the `authzed.api.v1` services over the library face
-//! ([`crate::service::Tessera`]), plus health and reflection.
+//! ([`crate::service::Tessera`]), Tessera's own admin service `tessera.admin.v1.AccessService`
+//! (callers' capabilities, admins only), plus health and reflection.
 //!
 //! Handlers only translate: they authenticate the caller (`authorization` metadata),
 //! validate and convert the request ([`convert`]), authorize the capability it needs, run the
 //! service call on the blocking pool and convert the result back. Every error reaches the
 //! wire through [`error`], the one mapping to gRPC status codes.
 
+mod access;
 mod call;
 pub mod convert;
 mod cursor;
@@ -16,6 +18,7 @@ mod schema;
 mod server;
 mod watch;
 
+pub use access::AccessApi;
 pub use permissions::PermissionsApi;
 pub use schema::SchemaApi;
 pub use server::{ServeError, ServerHandle, serve};

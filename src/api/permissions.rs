@@ -302,6 +302,10 @@ impl PermissionsService for PermissionsApi {
                 .map(|(i, u)| convert::update(&format!("updates[{i}]"), u))
                 .collect::<Result<Vec<_>, _>>()?;
             let preconditions = convert::preconditions(&req.optional_preconditions)?;
+            let metadata = convert::transaction_metadata(
+                "optional_transaction_metadata",
+                req.optional_transaction_metadata.as_ref(),
+            )?;
             let types: BTreeSet<String> = updates
                 .iter()
                 .map(|u| u.relationship.resource.object_type.clone())
@@ -319,7 +323,7 @@ impl PermissionsService for PermissionsApi {
                         b.authorize(&caller, &Capability::Read)?;
                     }
                     b.tessera
-                        .write_relationships(updates, preconditions, Some(caller.id))
+                        .write_relationships(updates, preconditions, Some(caller.id), metadata)
                 })
                 .await?;
             Ok(pb::WriteRelationshipsResponse {
@@ -353,6 +357,10 @@ impl PermissionsService for PermissionsApi {
             let preconditions = convert::preconditions(&req.optional_preconditions)?;
             let limit = (req.optional_limit > 0).then_some(req.optional_limit as usize);
             let allow_partial = req.optional_allow_partial_deletions;
+            let metadata = convert::transaction_metadata(
+                "optional_transaction_metadata",
+                req.optional_transaction_metadata.as_ref(),
+            )?;
             let outcome = backend
                 .blocking(move |b| {
                     b.authorize(&caller, &Capability::WriteRelationships { resource_type })?;
@@ -365,6 +373,7 @@ impl PermissionsService for PermissionsApi {
                         limit,
                         allow_partial,
                         Some(caller.id),
+                        metadata,
                     )
                 })
                 .await?;

@@ -1,8 +1,9 @@
-//! Rust types generated from the hand-written `authzed.api.v1` protos under `proto/`.
+//! Rust types generated from the hand-written protos under `proto/`: the `authzed.api.v1` API
+//! and Tessera's own `tessera.admin.v1` admin API.
 //!
 //! Messages are prost structs, services are tonic client and server modules; the module tree
-//! mirrors the proto packages (`authzed::api::v1`, `google::rpc`). Well-known types map to
-//! `prost_types`.
+//! mirrors the proto packages (`authzed::api::v1`, `google::rpc`, `tessera::admin::v1`).
+//! Well-known types map to `prost_types`.
 
 // Generated code: its shape is dictated by the protos, not by this crate's style rules.
 #[allow(

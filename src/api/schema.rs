@@ -1,13 +1,16 @@
-//! `authzed.api.v1.SchemaService`: ReadSchema, WriteSchema and ReflectSchema. The schema
-//! analysis RPCs (ComputablePermissions, DependentRelations, DiffSchema) are not offered yet
-//! and answer UNIMPLEMENTED.
+//! `authzed.api.v1.SchemaService`: ReadSchema, WriteSchema, and the reflection RPCs
+//! ReflectSchema, ComputablePermissions, DependentRelations and DiffSchema. The analyses live
+//! in `schema::` (`deps.rs`, `diff.rs`); this module only translates.
 
 use tonic::{Request, Response, Status};
 
 use crate::api::proto::authzed::api::v1 as pb;
 use crate::auth::Capability;
 use crate::consistency::Consistency;
-use crate::schema::{AllowedSubjectKind, Definition, Schema};
+use crate::schema::{
+    AllowedSubject, AllowedSubjectKind, CaveatEntry, Definition, MemberRef, ParameterRef, Relation,
+    RelationRef, Schema, SchemaDiff,
+};
 
 use super::call::{Backend, Rpc, RpcType};
 use super::convert;
@@ -24,12 +27,6 @@ pub struct SchemaApi {
 impl SchemaApi {
     pub(crate) fn new(backend: Backend) -> Self {
         SchemaApi { backend }
-    }
-
-    fn unimplemented<T>(&self, method: &'static str) -> Result<Response<T>, Status> {
-        Err(Rpc::start(SERVICE, method, RpcType::Unary).reject(Status::unimplemented(format!(
-            "SchemaService.{method} is not implemented by Tessera; ReadSchema and ReflectSchema describe the schema"
-        ))))
     }
 }
 
@@ -112,74 +109,175 @@ fn reflect(
                 .iter()
                 .any(|f| f.caveat.as_deref().is_some_and(|p| c.name().starts_with(p)))
         })
-        .map(|c| pb::ReflectionCaveat {
-            name: c.name().to_string(),
-            comment: schema
-                .caveat_docs
-                .get(c.name())
-                .cloned()
-                .unwrap_or_default(),
-            parameters: c
-                .parameters()
-                .iter()
-                .map(|(name, ty)| pb::ReflectionCaveatParameter {
-                    name: name.clone(),
-                    r#type: ty.to_string(),
-                    parent_caveat_name: c.name().to_string(),
-                })
-                .collect(),
-            expression: c.expression_text().to_string(),
+        .map(|c| {
+            reflect_caveat(CaveatEntry {
+                caveat: c,
+                doc: schema.caveat_docs.get(c.name()).map(String::as_str),
+            })
         })
         .collect();
     (definitions, caveats)
+}
+
+fn reflect_caveat(c: CaveatEntry<'_>) -> pb::ReflectionCaveat {
+    let name = c.caveat.name();
+    pb::ReflectionCaveat {
+        name: name.to_string(),
+        comment: reflected_comment(c.doc.map(str::to_string)),
+        parameters: c
+            .caveat
+            .parameters()
+            .iter()
+            .map(|(parameter, ty)| {
+                reflect_parameter(ParameterRef {
+                    caveat: name,
+                    name: parameter,
+                    ty,
+                })
+            })
+            .collect(),
+        expression: c.caveat.expression_text().to_string(),
+    }
+}
+
+fn reflect_parameter(p: ParameterRef<'_>) -> pb::ReflectionCaveatParameter {
+    pb::ReflectionCaveatParameter {
+        name: p.name.to_string(),
+        r#type: p.ty.to_string(),
+        parent_caveat_name: p.caveat.to_string(),
+    }
 }
 
 fn reflect_definition(
     def: &Definition,
     include: impl Fn(&str, bool) -> bool,
 ) -> pb::ReflectionDefinition {
-    use pb::reflection_type_reference::Typeref;
     let mut relations = Vec::new();
     let mut permissions = Vec::new();
     for rel in def.relations.values() {
         if !include(&rel.name, rel.is_permission()) {
             continue;
         }
-        let comment = rel.doc.clone().unwrap_or_default();
+        let member = MemberRef {
+            definition: &def.name,
+            member: rel,
+        };
         if rel.is_permission() {
-            permissions.push(pb::ReflectionPermission {
-                name: rel.name.clone(),
-                comment,
-                parent_definition_name: def.name.clone(),
-            });
-            continue;
+            permissions.push(reflect_permission(member));
+        } else {
+            relations.push(reflect_relation(member));
         }
-        let subject_types = rel
-            .allowed()
-            .iter()
-            .map(|a| pb::ReflectionTypeReference {
-                subject_definition_name: a.subject_type.clone(),
-                optional_caveat_name: a.caveat.clone().unwrap_or_default(),
-                typeref: Some(match &a.kind {
-                    AllowedSubjectKind::Direct => Typeref::IsTerminalSubject(true),
-                    AllowedSubjectKind::Relation(r) => Typeref::OptionalRelationName(r.clone()),
-                    AllowedSubjectKind::Wildcard => Typeref::IsPublicWildcard(true),
-                }),
-            })
-            .collect();
-        relations.push(pb::ReflectionRelation {
-            name: rel.name.clone(),
-            comment,
-            parent_definition_name: def.name.clone(),
-            subject_types,
-        });
     }
     pb::ReflectionDefinition {
         name: def.name.clone(),
-        comment: def.doc.clone().unwrap_or_default(),
+        comment: reflected_comment(def.doc.clone()),
         relations,
         permissions,
     }
+}
+
+fn member_comment(rel: &Relation) -> String {
+    reflected_comment(rel.doc.clone())
+}
+
+/// The reference returns comments with their delimiters (`/** … */`); the compiled schema
+/// keeps only the text, so it is rendered back in the canonical formatter's form.
+fn reflected_comment(doc: Option<String>) -> String {
+    doc.map(|d| crate::schema::doc_comment_source(&d))
+        .unwrap_or_default()
+}
+
+fn reflect_relation(m: MemberRef<'_>) -> pb::ReflectionRelation {
+    pb::ReflectionRelation {
+        name: m.member.name.clone(),
+        comment: member_comment(m.member),
+        parent_definition_name: m.definition.to_string(),
+        subject_types: m
+            .member
+            .allowed()
+            .iter()
+            .map(reflect_subject_type)
+            .collect(),
+    }
+}
+
+fn reflect_subject_type(a: &AllowedSubject) -> pb::ReflectionTypeReference {
+    use pb::reflection_type_reference::Typeref;
+    pb::ReflectionTypeReference {
+        subject_definition_name: a.subject_type.clone(),
+        optional_caveat_name: a.caveat.clone().unwrap_or_default(),
+        typeref: Some(match &a.kind {
+            AllowedSubjectKind::Direct => Typeref::IsTerminalSubject(true),
+            AllowedSubjectKind::Relation(r) => Typeref::OptionalRelationName(r.clone()),
+            AllowedSubjectKind::Wildcard => Typeref::IsPublicWildcard(true),
+        }),
+    }
+}
+
+fn reflect_permission(m: MemberRef<'_>) -> pb::ReflectionPermission {
+    pb::ReflectionPermission {
+        name: m.member.name.clone(),
+        comment: member_comment(m.member),
+        parent_definition_name: m.definition.to_string(),
+    }
+}
+
+fn relation_reference(r: RelationRef) -> pb::ReflectionRelationReference {
+    pb::ReflectionRelationReference {
+        definition_name: r.definition,
+        relation_name: r.relation,
+        is_permission: r.is_permission,
+    }
+}
+
+fn diff_to_proto(d: &SchemaDiff<'_>) -> pb::ReflectionSchemaDiff {
+    use pb::reflection_schema_diff::Diff;
+    let whole = |def: &Definition| reflect_definition(def, |_, _| true);
+    let subject_type_change =
+        |relation: MemberRef<'_>, t: &AllowedSubject| pb::ReflectionRelationSubjectTypeChange {
+            relation: Some(reflect_relation(relation)),
+            changed_subject_type: Some(reflect_subject_type(t)),
+        };
+    let diff = match *d {
+        SchemaDiff::DefinitionAdded(def) => Diff::DefinitionAdded(whole(def)),
+        SchemaDiff::DefinitionRemoved(def) => Diff::DefinitionRemoved(whole(def)),
+        SchemaDiff::DefinitionDocCommentChanged(def) => {
+            Diff::DefinitionDocCommentChanged(whole(def))
+        }
+        SchemaDiff::RelationAdded(m) => Diff::RelationAdded(reflect_relation(m)),
+        SchemaDiff::RelationRemoved(m) => Diff::RelationRemoved(reflect_relation(m)),
+        SchemaDiff::RelationDocCommentChanged(m) => {
+            Diff::RelationDocCommentChanged(reflect_relation(m))
+        }
+        SchemaDiff::RelationSubjectTypeAdded {
+            relation,
+            subject_type,
+        } => Diff::RelationSubjectTypeAdded(subject_type_change(relation, subject_type)),
+        SchemaDiff::RelationSubjectTypeRemoved {
+            relation,
+            subject_type,
+        } => Diff::RelationSubjectTypeRemoved(subject_type_change(relation, subject_type)),
+        SchemaDiff::PermissionAdded(m) => Diff::PermissionAdded(reflect_permission(m)),
+        SchemaDiff::PermissionRemoved(m) => Diff::PermissionRemoved(reflect_permission(m)),
+        SchemaDiff::PermissionDocCommentChanged(m) => {
+            Diff::PermissionDocCommentChanged(reflect_permission(m))
+        }
+        SchemaDiff::PermissionExprChanged(m) => Diff::PermissionExprChanged(reflect_permission(m)),
+        SchemaDiff::CaveatAdded(c) => Diff::CaveatAdded(reflect_caveat(c)),
+        SchemaDiff::CaveatRemoved(c) => Diff::CaveatRemoved(reflect_caveat(c)),
+        SchemaDiff::CaveatDocCommentChanged(c) => Diff::CaveatDocCommentChanged(reflect_caveat(c)),
+        SchemaDiff::CaveatExprChanged(c) => Diff::CaveatExprChanged(reflect_caveat(c)),
+        SchemaDiff::CaveatParameterAdded(p) => Diff::CaveatParameterAdded(reflect_parameter(p)),
+        SchemaDiff::CaveatParameterRemoved(p) => Diff::CaveatParameterRemoved(reflect_parameter(p)),
+        SchemaDiff::CaveatParameterTypeChanged {
+            parameter,
+            previous_type,
+        } => Diff::CaveatParameterTypeChanged(pb::ReflectionCaveatParameterTypeChange {
+            parameter: Some(reflect_parameter(parameter)),
+            previous_type: previous_type.to_string(),
+        }),
+    };
+    pb::ReflectionSchemaDiff { diff: Some(diff) }
 }
 
 #[tonic::async_trait]
@@ -257,23 +355,101 @@ impl SchemaService for SchemaApi {
 
     async fn computable_permissions(
         &self,
-        _request: Request<pb::ComputablePermissionsRequest>,
+        request: Request<pb::ComputablePermissionsRequest>,
     ) -> Result<Response<pb::ComputablePermissionsResponse>, Status> {
-        self.unimplemented("ComputablePermissions")
+        let rpc = Rpc::start(SERVICE, "ComputablePermissions", RpcType::Unary);
+        let backend = self.backend.clone();
+        rpc.unary(async move {
+            let caller = backend.authenticate(&request)?;
+            let req = request.into_inner();
+            let consistency = convert::consistency(req.consistency.as_ref())?;
+            let definition = convert::object_type("definition_name", &req.definition_name)?;
+            // An empty relation asks about the definition's objects used directly as subjects.
+            let relation = convert::optional_relation("relation_name", &req.relation_name)?;
+            let prefix = Some(req.optional_definition_name_filter).filter(|p| !p.is_empty());
+            backend
+                .blocking(move |b| {
+                    b.authorize(&caller, &Capability::Read)?;
+                    let view = b.tessera.view(consistency)?;
+                    let found = crate::schema::computable_permissions(
+                        view.schema()?,
+                        &definition,
+                        relation.as_deref(),
+                        prefix.as_deref(),
+                    )?;
+                    Ok(pb::ComputablePermissionsResponse {
+                        permissions: found.into_iter().map(relation_reference).collect(),
+                        read_at: Some(convert::zookie(view.revision())),
+                    })
+                })
+                .await
+        })
+        .await
     }
 
     async fn dependent_relations(
         &self,
-        _request: Request<pb::DependentRelationsRequest>,
+        request: Request<pb::DependentRelationsRequest>,
     ) -> Result<Response<pb::DependentRelationsResponse>, Status> {
-        self.unimplemented("DependentRelations")
+        let rpc = Rpc::start(SERVICE, "DependentRelations", RpcType::Unary);
+        let backend = self.backend.clone();
+        rpc.unary(async move {
+            let caller = backend.authenticate(&request)?;
+            let req = request.into_inner();
+            let consistency = convert::consistency(req.consistency.as_ref())?;
+            let definition = convert::object_type("definition_name", &req.definition_name)?;
+            let permission = convert::relation("permission_name", &req.permission_name)?;
+            backend
+                .blocking(move |b| {
+                    b.authorize(&caller, &Capability::Read)?;
+                    let view = b.tessera.view(consistency)?;
+                    let found = crate::schema::dependent_relations(
+                        view.schema()?,
+                        &definition,
+                        &permission,
+                    )?;
+                    Ok(pb::DependentRelationsResponse {
+                        relations: found.into_iter().map(relation_reference).collect(),
+                        read_at: Some(convert::zookie(view.revision())),
+                    })
+                })
+                .await
+        })
+        .await
     }
 
     async fn diff_schema(
         &self,
-        _request: Request<pb::DiffSchemaRequest>,
+        request: Request<pb::DiffSchemaRequest>,
     ) -> Result<Response<pb::DiffSchemaResponse>, Status> {
-        self.unimplemented("DiffSchema")
+        let rpc = Rpc::start(SERVICE, "DiffSchema", RpcType::Unary);
+        let backend = self.backend.clone();
+        rpc.unary(async move {
+            let caller = backend.authenticate(&request)?;
+            let req = request.into_inner();
+            let consistency = convert::consistency(req.consistency.as_ref())?;
+            let comparison = crate::schema::compile("comparison_schema", &req.comparison_schema)
+                .map_err(|d| invalid("comparison_schema", d))?
+                .schema;
+            backend
+                .blocking(move |b| {
+                    b.authorize(&caller, &Capability::Read)?;
+                    let view = b.tessera.view(consistency)?;
+                    // Before the first WriteSchema the stored schema is empty: every element
+                    // of the comparison schema is an addition.
+                    let existing = view.schema().ok().cloned().unwrap_or_default();
+                    let diffs = crate::schema::diff_schemas(&existing, &comparison)
+                        .iter()
+                        .map(diff_to_proto)
+                        .collect();
+                    Ok(pb::DiffSchemaResponse {
+                        diffs,
+                        read_at: Some(convert::zookie(view.revision())),
+                    })
+                })
+                .await
+        })
+        .await
     }
 }
 
@@ -306,7 +482,7 @@ mod tests {
             defs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
             ["user", "group", "document"]
         );
-        assert_eq!(defs[0].comment.trim(), "a person");
+        assert_eq!(defs[0].comment, "/** a person */");
         let doc = &defs[2];
         assert_eq!(doc.relations.len(), 2);
         assert_eq!(doc.permissions[0].name, "view");

@@ -1,5 +1,6 @@
-//! The gRPC server: the three `authzed.api.v1` services, `grpc.health.v1` health and server
-//! reflection (v1 and v1alpha), with graceful shutdown.
+//! The gRPC server: the three `authzed.api.v1` services, Tessera's admin
+//! `tessera.admin.v1.AccessService`, `grpc.health.v1` health and server reflection (v1 and
+//! v1alpha), with graceful shutdown.
 //!
 //! Shutdown sequence: the shutdown future resolves → health turns NOT_SERVING, Watch streams
 //! end with UNAVAILABLE (clients resume from their last token elsewhere) → the listener stops
@@ -17,9 +18,11 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 
 use crate::api::proto::authzed::api::v1 as pb;
+use crate::api::proto::tessera::admin::v1 as admin_pb;
 use crate::auth::Auth;
 use crate::service::Tessera;
 
+use super::access::AccessApi;
 use super::call::Backend;
 use super::permissions::PermissionsApi;
 use super::schema::SchemaApi;
@@ -65,11 +68,14 @@ pub async fn serve(
     let schema =
         pb::schema_service_server::SchemaServiceServer::new(SchemaApi::new(backend.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let access =
+        admin_pb::access_service_server::AccessServiceServer::new(AccessApi::new(backend.clone()));
     let watch_service = pb::watch_service_server::WatchServiceServer::new(WatchApi::new(backend));
     let names = [
         service_name(&permissions),
         service_name(&schema),
         service_name(&watch_service),
+        service_name(&access),
     ];
     for name in names {
         health
@@ -117,6 +123,7 @@ pub async fn serve(
         .add_service(permissions)
         .add_service(schema)
         .add_service(watch_service)
+        .add_service(access)
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
     tracing::info!("gRPC server stopped");

@@ -5,6 +5,10 @@
 //! passing it back as `optional_start_cursor`), and waits for the next commit when caught up.
 //! Commits made through the service wake it at once; a short poll interval covers anything
 //! else. Changes to Tessera's reserved namespace never appear.
+//!
+//! Each response's `optional_transaction_metadata` is the metadata the writer attached to the
+//! transaction (`optional_transaction_metadata` of WriteRelationships/DeleteRelationships),
+//! plus the authenticated writer under [`CALLER_METADATA_KEY`] (a key writers may not use).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -28,7 +32,8 @@ const SERVICE: &str = "authzed.api.v1.WatchService";
 const CHANGES_PER_READ: usize = 256;
 /// How long a caught-up stream waits for a commit signal before re-reading the log anyway.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// The key of the writer's identity in each response's transaction metadata.
+/// The key of the writer's identity in each response's transaction metadata. Reserved: a
+/// write whose own metadata uses it is refused.
 pub const CALLER_METADATA_KEY: &str = "tessera_caller";
 
 /// The WatchService implementation.
@@ -124,14 +129,7 @@ impl WatchFilter {
         if updates.is_empty() && !schema_updated {
             return None;
         }
-        let metadata = set.caller.as_ref().map(|caller| {
-            let mut m = crate::model::Context::new();
-            m.insert(
-                CALLER_METADATA_KEY.into(),
-                serde_json::Value::String(caller.clone()),
-            );
-            convert::context_to_proto(&m)
-        });
+        let metadata = transaction_metadata(set);
         Some(pb::WatchResponse {
             updates,
             changes_through: Some(convert::zookie(set.revision)),
@@ -141,6 +139,21 @@ impl WatchFilter {
             is_checkpoint: false,
         })
     }
+}
+
+/// The writer's metadata of a change set plus its caller, or `None` when there is neither.
+fn transaction_metadata(set: &ChangeSet) -> Option<prost_types::Struct> {
+    if set.metadata.is_empty() && set.caller.is_none() {
+        return None;
+    }
+    let mut m = set.metadata.clone();
+    if let Some(caller) = &set.caller {
+        m.insert(
+            CALLER_METADATA_KEY.into(),
+            serde_json::Value::String(caller.clone()),
+        );
+    }
+    Some(convert::context_to_proto(&m))
 }
 
 fn checkpoint(revision: Revision) -> pb::WatchResponse {
@@ -270,6 +283,7 @@ mod tests {
                 })
                 .collect(),
             schema_changed: false,
+            metadata: Default::default(),
         }
     }
 
@@ -290,6 +304,42 @@ mod tests {
             Some(prost_types::value::Kind::StringValue("svc-a".into()))
         );
         assert!(f.response(&set(5, &["document:a#viewer@user:y"])).is_none());
+    }
+
+    #[test]
+    fn writer_metadata_is_returned_with_the_caller() {
+        use prost_types::value::Kind;
+        let mut s = set(6, &["document:a#viewer@user:x"]);
+        let serde_json::Value::Object(m) =
+            serde_json::json!({"reason": "ticket-7", "attempt": 2, "labels": ["a"]})
+        else {
+            unreachable!()
+        };
+        s.metadata = m;
+        let f = WatchFilter::from_request(&pb::WatchRequest::default()).unwrap();
+        let r = f.response(&s).unwrap();
+        let fields = &r.optional_transaction_metadata.as_ref().unwrap().fields;
+        assert_eq!(fields.len(), 4);
+        assert_eq!(
+            fields["reason"].kind,
+            Some(Kind::StringValue("ticket-7".into()))
+        );
+        assert_eq!(fields["attempt"].kind, Some(Kind::NumberValue(2.0)));
+        assert_eq!(
+            fields[CALLER_METADATA_KEY].kind,
+            Some(Kind::StringValue("svc-a".into()))
+        );
+        assert_eq!(
+            r.full_revision_metadata,
+            [r.optional_transaction_metadata.unwrap()]
+        );
+
+        // Neither caller nor metadata: nothing to report.
+        s.caller = None;
+        s.metadata.clear();
+        let r = f.response(&s).unwrap();
+        assert!(r.optional_transaction_metadata.is_none());
+        assert!(r.full_revision_metadata.is_empty());
     }
 
     #[test]

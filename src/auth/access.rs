@@ -334,8 +334,19 @@ pub fn grant(
             relationship,
         }],
         preconditions: Vec::new(),
+        metadata: Default::default(),
         caller: granted_by.map(str::to_string),
     })?)
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The capabilities revoked; empty when the caller held none of those asked for.
+    pub revoked: Vec<Capability>,
+    /// The revision from which they are gone: the revocation's own write, or, when there was
+    /// nothing to revoke, the revision at which that was observed (nothing is written then).
+    pub revision: Revision,
 }
 
 /// Revokes `capability` from `caller_id`. Returns whether the caller held exactly that grant
@@ -347,23 +358,46 @@ pub fn revoke(
     capability: &Capability,
     revoked_by: Option<&str>,
 ) -> Result<bool, AccessError> {
+    Ok(
+        !revoke_with_revision(tessera, caller_id, capability, revoked_by)?
+            .revoked
+            .is_empty(),
+    )
+}
+
+/// Like [`revoke`], also reporting the revision the revocation is visible at.
+pub fn revoke_with_revision(
+    tessera: &Tessera,
+    caller_id: &str,
+    capability: &Capability,
+    revoked_by: Option<&str>,
+) -> Result<Revocation, AccessError> {
     validate_caller_id(caller_id)?;
     let relationship = grant_relationship(caller_id, capability);
     let store = tessera.store();
-    let snapshot = store.snapshot(store.head_revision()?)?;
+    let head = store.head_revision()?;
+    let snapshot = store.snapshot(head)?;
     let filter = exact_filter(&relationship);
     let existed = snapshot.query(&filter, None)?.next().transpose()?.is_some();
-    if existed {
-        store.write(WriteTransaction {
-            updates: vec![RelationshipUpdate {
-                op: WriteOp::Delete,
-                relationship,
-            }],
-            preconditions: Vec::new(),
-            caller: revoked_by.map(str::to_string),
-        })?;
+    if !existed {
+        return Ok(Revocation {
+            revoked: Vec::new(),
+            revision: head,
+        });
     }
-    Ok(existed)
+    let revision = store.write(WriteTransaction {
+        updates: vec![RelationshipUpdate {
+            op: WriteOp::Delete,
+            relationship,
+        }],
+        preconditions: Vec::new(),
+        metadata: Default::default(),
+        caller: revoked_by.map(str::to_string),
+    })?;
+    Ok(Revocation {
+        revoked: vec![capability.clone()],
+        revision,
+    })
 }
 
 /// Revokes every capability of `caller_id` in one transaction; returns what was revoked.
@@ -372,10 +406,22 @@ pub fn revoke_all(
     caller_id: &str,
     revoked_by: Option<&str>,
 ) -> Result<Vec<Capability>, AccessError> {
+    Ok(revoke_all_with_revision(tessera, caller_id, revoked_by)?.revoked)
+}
+
+/// Like [`revoke_all`], also reporting the revision the revocation is visible at.
+pub fn revoke_all_with_revision(
+    tessera: &Tessera,
+    caller_id: &str,
+    revoked_by: Option<&str>,
+) -> Result<Revocation, AccessError> {
     validate_caller_id(caller_id)?;
-    let grants = list_for(tessera, caller_id)?;
+    let (grants, head) = read_grants(tessera, Some(caller_id))?;
     if grants.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Revocation {
+            revoked: Vec::new(),
+            revision: head,
+        });
     }
     let updates = grants
         .iter()
@@ -384,30 +430,48 @@ pub fn revoke_all(
             relationship: grant_relationship(caller_id, &g.capability),
         })
         .collect();
-    tessera.store().write(WriteTransaction {
+    let revision = tessera.store().write(WriteTransaction {
         updates,
         preconditions: Vec::new(),
+        metadata: Default::default(),
         caller: revoked_by.map(str::to_string),
     })?;
-    Ok(grants.into_iter().map(|g| g.capability).collect())
+    Ok(Revocation {
+        revoked: grants.into_iter().map(|g| g.capability).collect(),
+        revision,
+    })
 }
 
 /// Every stored grant at the newest revision, sorted by caller then capability.
 pub fn list(tessera: &Tessera) -> Result<Vec<AccessGrant>, AccessError> {
-    read_grants(tessera, None)
+    Ok(read_grants(tessera, None)?.0)
 }
 
 /// The grants of one caller, sorted.
 pub fn list_for(tessera: &Tessera, caller_id: &str) -> Result<Vec<AccessGrant>, AccessError> {
-    read_grants(tessera, Some(caller_id))
+    Ok(read_grants(tessera, Some(caller_id))?.0)
+}
+
+/// The grants of every caller (`None`) or of one, sorted, with the revision they were read at
+/// (the newest). Unlike [`list_for`], a caller id that could never hold a grant (empty, too
+/// long, reserved) is refused with [`AccessError::InvalidCaller`] rather than listed as empty.
+pub fn list_with_revision(
+    tessera: &Tessera,
+    caller_id: Option<&str>,
+) -> Result<(Vec<AccessGrant>, Revision), AccessError> {
+    if let Some(id) = caller_id {
+        validate_caller_id(id)?;
+    }
+    read_grants(tessera, caller_id)
 }
 
 fn read_grants(
     tessera: &Tessera,
     caller_id: Option<&str>,
-) -> Result<Vec<AccessGrant>, AccessError> {
+) -> Result<(Vec<AccessGrant>, Revision), AccessError> {
     let store = tessera.store();
-    let snapshot = store.snapshot(store.head_revision()?)?;
+    let head = store.head_revision()?;
+    let snapshot = store.snapshot(head)?;
     let subject = caller_id.map(|id| SubjectFilter {
         subject_type: CALLER_TYPE.to_string(),
         subject_id: Some(caller_object_id(id)),
@@ -435,7 +499,7 @@ fn read_grants(
         }
     }
     out.sort();
-    Ok(out)
+    Ok((out, head))
 }
 
 fn exact_filter(r: &Relationship) -> RelationshipFilter {

@@ -32,6 +32,7 @@ pub use access::{
     RESOURCE_TYPE_TYPE, SYSTEM_ID, SYSTEM_TYPE, caller_from_object_id, caller_object_id, grant,
     list, list_for, revoke, revoke_all,
 };
+pub use access::{Revocation, list_with_revision, revoke_all_with_revision, revoke_with_revision};
 pub use config::{
     AuthConfig, AuthConfigError, DEFAULT_JWT_LEEWAY, JwtAlgorithm, JwtKeySource, MAX_JWT_LEEWAY,
     MIN_HMAC_SECRET_LEN, Secret,

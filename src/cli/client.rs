@@ -11,9 +11,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::api::proto::authzed::api::v1 as pb;
+use crate::api::proto::tessera::admin::v1::access_service_client::AccessServiceClient;
 use crate::auth::Secret;
 use pb::permissions_service_client::PermissionsServiceClient;
 use pb::schema_service_client::SchemaServiceClient;
+use tonic_health::pb::health_client::HealthClient;
 
 use super::config::parse_duration;
 use super::error::CliError;
@@ -78,6 +80,10 @@ pub struct Connection {
     pub endpoint: String,
     pub permissions: PermissionsServiceClient<Svc>,
     pub schema: SchemaServiceClient<Svc>,
+    /// Tessera's admin service (`tessera access …`).
+    pub access: AccessServiceClient<Svc>,
+    /// The standard `grpc.health.v1` service on the same channel (`bench noop`).
+    pub health: HealthClient<Svc>,
 }
 
 impl Connection {
@@ -116,8 +122,11 @@ impl Connection {
                 bearer.clone(),
             )
             .max_decoding_message_size(64 << 20),
-            schema: SchemaServiceClient::with_interceptor(channel, bearer)
+            schema: SchemaServiceClient::with_interceptor(channel.clone(), bearer.clone())
                 .max_decoding_message_size(64 << 20),
+            access: AccessServiceClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_decoding_message_size(64 << 20),
+            health: HealthClient::with_interceptor(channel, bearer),
             endpoint,
         })
     }

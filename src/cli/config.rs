@@ -198,6 +198,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_DISPATCH_MAX_DEPTH", value_name = "N")]
     pub dispatch_max_depth: Option<u32>,
 
+    /// Check sub-problem answers shared across requests, keyed by revision; 0 disables the
+    /// cache [default: 262144].
+    #[arg(long, env = "TESSERA_CHECK_CACHE_ENTRIES", value_name = "N")]
+    pub check_cache_entries: Option<usize>,
+
     /// Address of the Prometheus metrics endpoint (`/metrics`); empty or `off` disables it
     /// [default: 127.0.0.1:9090].
     #[arg(long, env = "TESSERA_METRICS_ADDR", value_name = "HOST:PORT")]
@@ -258,6 +263,7 @@ struct FileConfig {
     max_delete_relationships_limit: Option<usize>,
     max_read_relationships_limit: Option<usize>,
     dispatch_max_depth: Option<u32>,
+    check_cache_entries: Option<usize>,
     metrics_addr: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -394,6 +400,10 @@ impl ServeArgs {
             .dispatch_max_depth
             .or(file.dispatch_max_depth)
             .unwrap_or(defaults.engine.max_depth);
+        service.check_cache_entries = self
+            .check_cache_entries
+            .or(file.check_cache_entries)
+            .unwrap_or(defaults.check_cache_entries);
         for (flag, value) in [
             ("--max-updates-per-write", service.max_updates_per_write),
             (

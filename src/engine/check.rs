@@ -16,15 +16,44 @@
 //!   evaluation that keeps the visited path and no memo at all.
 //! - **A depth limit**: the recursion nests at most `max_depth` keys, so the native stack is
 //!   bounded (a few hundred bytes per level).
+//! - **A shared cache** (optional, `cache.rs`): the results the memo may keep are also offered
+//!   to, and looked up in, a cache shared by all requests at the same revision. Each result
+//!   carries the earliest expiration among the relationships it rests on (tracked through the
+//!   recursion like the low-link), so a cached answer is never served once one of them has
+//!   expired. Requests with a caveat context bypass the cache, and a lookup's confirmation run
+//!   that was pre-filled with proofs of unknown expiry does not write to it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::analysis::{NodeId, NodeKind, Rw, SchemaIndex};
+use super::cache::{Cached, CheckCache, KeyRef};
 use super::outcome::{exclude, intersect, negate, union};
 use super::{CheckOutcome, EngineError, Evaluator};
 use crate::model::{
-    Context, Relationship, SubjectFilter, SubjectRef, SubjectRelationFilter, WILDCARD_ID,
+    Context, Relationship, Revision, SubjectFilter, SubjectRef, SubjectRelationFilter, Timestamp,
+    WILDCARD_ID,
 };
+
+/// The earlier of two expirations (`None` = never expires).
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// What a run needs to use the shared cache.
+struct Shared<'e> {
+    cache: &'e CheckCache,
+    revision: Revision,
+    now: Timestamp,
+    /// The subject in the relationship syntax, the cache's subject key.
+    subject: Arc<str>,
+    /// False once the memo holds results whose expiry is unknown (a lookup's proofs).
+    write: bool,
+}
 
 /// The state of one check request (or of the confirmation checks of one lookup): a fixed
 /// subject, the memo and the current path.
@@ -36,14 +65,17 @@ pub(crate) struct CheckRun<'e, 'a> {
     /// The node of the subject's relation when the subject is a userset.
     subject_node: Option<NodeId>,
     context: &'e Context,
-    /// Finished results per node, by object id.
-    memo: Vec<HashMap<String, CheckOutcome>>,
+    /// Finished results per node, by object id, with the earliest expiration they rest on.
+    memo: Vec<HashMap<String, Cached>>,
     /// Keys in progress, outermost first.
     stack: Vec<(NodeId, String)>,
     /// Keys in progress per schema component.
     scc_active: Vec<u32>,
     /// Lowest stack position at which a cycle was cut in the current subtree.
     low: usize,
+    /// Earliest expiration among the relationships the current subtree has read.
+    expires: Option<Timestamp>,
+    shared: Option<Shared<'e>>,
 }
 
 impl<'e, 'a> CheckRun<'e, 'a> {
@@ -54,6 +86,17 @@ impl<'e, 'a> CheckRun<'e, 'a> {
     ) -> Result<Self, EngineError> {
         let (subject_def, subject_node) = ev.resolve_subject(subject)?;
         let index = ev.index();
+        // Answers depend on the caveat context; only context-free requests share them.
+        let shared = ev
+            .cache
+            .filter(|c| c.enabled() && context.is_empty())
+            .map(|cache| Shared {
+                cache,
+                revision: ev.snapshot.revision(),
+                now: ev.snapshot.now(),
+                subject: Arc::from(subject.to_string()),
+                write: true,
+            });
         Ok(CheckRun {
             ev,
             index,
@@ -67,13 +110,41 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             stack: Vec::new(),
             scc_active: vec![0; index.scc_count],
             low: usize::MAX,
+            expires: None,
+            shared,
         })
     }
 
     /// Records that `node` on object `id` is already known to hold for the subject (proven
     /// by a lookup's walk), as if memoised. Such a proof never depends on the path.
     pub(crate) fn assume_has(&mut self, node: NodeId, id: &str) {
-        self.memo[node as usize].insert(id.to_string(), CheckOutcome::Has);
+        // The proof's expiry is unknown here, so nothing computed from it may be shared.
+        if let Some(shared) = &mut self.shared {
+            shared.write = false;
+        }
+        self.memo[node as usize].insert(
+            id.to_string(),
+            Cached {
+                outcome: CheckOutcome::Has,
+                expires: None,
+            },
+        );
+    }
+
+    /// Notes that the current result rests on `rel` (its expiration bounds the result's life).
+    fn rests_on(&mut self, rel: &Relationship) {
+        if rel.expiration.is_some() {
+            self.expires = earliest(self.expires, rel.expiration);
+        }
+    }
+
+    fn cache_key<'k>(&self, shared: &'k Shared<'_>, node: NodeId, id: &'k str) -> KeyRef<'k> {
+        KeyRef {
+            revision: shared.revision,
+            node,
+            object_id: id,
+            subject: &shared.subject,
+        }
     }
 
     /// Evaluates `node` on object `id` as the root of a request.
@@ -98,8 +169,8 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         let info = self.index.get(node);
         let scc = info.scc as usize;
         let memo_ok = info.stratified || self.scc_active[scc] == 0;
-        if memo_ok && let Some(v) = self.memo[node as usize].get(id) {
-            return Ok(v.clone());
+        if memo_ok && let Some(v) = self.recall(node, id) {
+            return Ok(v);
         }
         if let Some(pos) = self.stack.iter().position(|(n, i)| *n == node && i == id) {
             self.low = self.low.min(pos);
@@ -116,9 +187,12 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         self.stack.push((node, id.to_string()));
         self.scc_active[scc] += 1;
         let outer_low = std::mem::replace(&mut self.low, usize::MAX);
+        let outer_expires = self.expires.take();
         let result = self.eval_node(node, id, depth);
         let my_low = self.low;
         self.low = outer_low.min(my_low);
+        let my_expires = self.expires;
+        self.expires = earliest(outer_expires, my_expires);
         self.scc_active[scc] -= 1;
         let popped = self.stack.pop();
         let result = result?;
@@ -126,9 +200,53 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             && my_low >= pos
             && let Some((_, key)) = popped
         {
-            self.memo[node as usize].insert(key, result.clone());
+            self.remember(node, key, &result, my_expires);
         }
         Ok(result)
+    }
+
+    /// A finished, path-independent result from the memo or the shared cache. Kept out of
+    /// `check_key` (as is `remember`) so the recursion's stack frames stay small.
+    #[inline(never)]
+    fn recall(&mut self, node: NodeId, id: &str) -> Option<CheckOutcome> {
+        if let Some(v) = self.memo[node as usize].get(id) {
+            self.expires = earliest(self.expires, v.expires);
+            return Some(v.outcome.clone());
+        }
+        let shared = self.shared.as_ref()?;
+        let v = shared
+            .cache
+            .get(&self.cache_key(shared, node, id), shared.now)?;
+        self.expires = earliest(self.expires, v.expires);
+        let outcome = v.outcome.clone();
+        self.memo[node as usize].insert(id.to_string(), v);
+        Some(outcome)
+    }
+
+    /// Stores a finished, path-independent result in the memo and the shared cache.
+    #[inline(never)]
+    fn remember(
+        &mut self,
+        node: NodeId,
+        id: String,
+        outcome: &CheckOutcome,
+        expires: Option<Timestamp>,
+    ) {
+        let cached = Cached {
+            outcome: outcome.clone(),
+            expires,
+        };
+        if let Some(shared) = &self.shared
+            && shared.write
+        {
+            shared.cache.insert(
+                &self.cache_key(shared, node, &id),
+                &shared.subject,
+                shared.now,
+                cached.clone(),
+            );
+        }
+        self.memo[node as usize].insert(id, cached);
     }
 
     fn eval_node(
@@ -171,6 +289,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 },
             };
             for rel in self.ev.read(node, id, Some(filter))? {
+                self.rests_on(&rel);
                 acc = union(acc, self.ev.caveat_value(&rel, self.context)?);
                 if acc == CheckOutcome::Has {
                     return Ok(acc);
@@ -185,6 +304,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 relation: SubjectRelationFilter::Ellipsis,
             };
             for rel in self.ev.read(node, id, Some(filter))? {
+                self.rests_on(&rel);
                 acc = union(acc, self.ev.caveat_value(&rel, self.context)?);
                 if acc == CheckOutcome::Has {
                     return Ok(acc);
@@ -203,6 +323,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 if rel.subject.is_wildcard() {
                     continue;
                 }
+                self.rests_on(&rel);
                 let cv = self.ev.caveat_value(&rel, self.context)?;
                 if cv == CheckOutcome::No {
                     continue;
@@ -291,6 +412,9 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             };
             let mut m = CheckOutcome::No;
             for r in group {
+                if r.expiration.is_some() {
+                    self.expires = earliest(self.expires, r.expiration);
+                }
                 m = union(m, self.ev.caveat_value(r, self.context)?);
                 if m == CheckOutcome::Has {
                     break;

@@ -6,8 +6,13 @@
 //! exclusions act pointwise, so `user:* - user:bob` is "everyone, except bob". The recursion
 //! over keys mirrors check's (cycle cutting, memo rules, depth limit), so for every id the
 //! answer is exactly check's.
+//!
+//! Like the reference, the results list the concrete subjects the data grants explicitly even
+//! when a wildcard also grants them (`*` and `alice` for `viewer: user:*` plus
+//! `viewer: user:alice`): each set also carries its *explicit* ids, the subjects reached as
+//! concrete grants (not those only named on the subtracted side of an exclusion).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use super::analysis::{NodeId, NodeKind, Rw, SchemaIndex};
@@ -22,6 +27,18 @@ use crate::model::{Context, WILDCARD_ID};
 pub(crate) struct SubjectSet {
     default: CheckOutcome,
     members: BTreeMap<String, CheckOutcome>,
+    /// Ids granted as concrete subjects somewhere below (listed even when the wildcard
+    /// gives them the same outcome); their outcome is still `get(id)`.
+    explicit: BTreeSet<String>,
+}
+
+/// Which explicit ids a combination keeps.
+#[derive(Clone, Copy)]
+enum Explicit {
+    /// Union and intersection: grants from either side.
+    Both,
+    /// Exclusion: only the base's; the subtracted side grants nothing.
+    Left,
 }
 
 impl SubjectSet {
@@ -33,6 +50,7 @@ impl SubjectSet {
         SubjectSet {
             default: v,
             members: BTreeMap::new(),
+            explicit: BTreeSet::new(),
         }
     }
 
@@ -40,11 +58,21 @@ impl SubjectSet {
         self.members.get(id).unwrap_or(&self.default)
     }
 
-    /// Pointwise `op(self, other)`.
+    /// Pointwise `op(self, other)` for union and intersection.
     fn combine(
         &self,
         other: &SubjectSet,
         op: fn(CheckOutcome, CheckOutcome) -> CheckOutcome,
+    ) -> SubjectSet {
+        self.combine_with(other, op, Explicit::Both)
+    }
+
+    /// Pointwise `op(self, other)`, keeping the explicit ids `explicit` says.
+    fn combine_with(
+        &self,
+        other: &SubjectSet,
+        op: fn(CheckOutcome, CheckOutcome) -> CheckOutcome,
+        explicit: Explicit,
     ) -> SubjectSet {
         let default = op(self.default.clone(), other.default.clone());
         let mut members = BTreeMap::new();
@@ -86,11 +114,24 @@ impl SubjectSet {
                 members.insert(id.clone(), v);
             }
         }
-        SubjectSet { default, members }
+        let explicit = match explicit {
+            Explicit::Both if other.explicit.is_empty() => self.explicit.clone(),
+            Explicit::Both if self.explicit.is_empty() => other.explicit.clone(),
+            Explicit::Both => self.explicit.union(&other.explicit).cloned().collect(),
+            Explicit::Left => self.explicit.clone(),
+        };
+        SubjectSet {
+            default,
+            members,
+            explicit,
+        }
     }
 
     /// Adds (by union) `id` with outcome `v`.
     fn add(&mut self, id: &str, v: CheckOutcome) {
+        if v != CheckOutcome::No {
+            self.explicit.insert(id.to_string());
+        }
         let merged = union(self.get(id).clone(), v);
         if merged == self.default {
             self.members.remove(id);
@@ -111,7 +152,20 @@ impl SubjectSet {
         let wildcard_rank = rank(&self.default);
         let mut excluded = Vec::new();
         let mut concrete = Vec::new();
+        let default = self.default.clone();
+        let mut explicit = self.explicit.into_iter().peekable();
         for (id, v) in self.members {
+            // Explicit ids sorting before this member have the wildcard's outcome.
+            while let Some(e) = explicit.next_if(|e| *e < id) {
+                if wildcard_rank > 0 {
+                    concrete.push(LookupSubject {
+                        subject_id: e,
+                        outcome: default.clone(),
+                        excluded: Vec::new(),
+                    });
+                }
+            }
+            explicit.next_if(|e| *e == id);
             if rank(&v) < wildcard_rank {
                 // Excluded from the wildcard: always (`Has`) or depending on parameters.
                 let outcome = match v {
@@ -132,6 +186,11 @@ impl SubjectSet {
             }
         }
         if wildcard_rank > 0 {
+            concrete.extend(explicit.map(|e| LookupSubject {
+                subject_id: e,
+                outcome: default.clone(),
+                excluded: Vec::new(),
+            }));
             out.push(LookupSubject {
                 subject_id: WILDCARD_ID.to_string(),
                 outcome: self.default,
@@ -338,7 +397,7 @@ impl Run<'_, '_> {
             Rw::Exclusion(base, sub) => {
                 let b = self.eval_rewrite(base, id, depth)?;
                 let s = self.eval_rewrite(sub, id, depth)?;
-                b.combine(&s, super::outcome::exclude)
+                b.combine_with(&s, super::outcome::exclude, Explicit::Left)
             }
             Rw::Arrow {
                 tupleset,
@@ -427,15 +486,44 @@ mod tests {
         assert_eq!(ex, [("bob", CheckOutcome::Has), ("carol", cond("x"))]);
     }
 
+    fn ids(results: &[LookupSubject]) -> Vec<&str> {
+        results.iter().map(|r| r.subject_id.as_str()).collect()
+    }
+
     #[test]
-    fn members_equal_to_the_default_are_dropped() {
+    fn explicit_grants_are_listed_beside_a_wildcard_granting_the_same() {
         let mut a = SubjectSet::empty();
         a.add("x", CheckOutcome::Has);
         let b = SubjectSet::constant(CheckOutcome::Has);
         let u = a.combine(&b, union);
-        assert!(u.members.is_empty());
+        assert!(u.members.is_empty(), "x has the default outcome");
+        assert_eq!(u.get("x"), &CheckOutcome::Has);
+        assert_eq!(ids(&u.clone().into_results()), ["*", "x"]);
         let i = a.combine(&b, intersect);
         assert_eq!(i.members.len(), 1);
         assert_eq!(i.default, CheckOutcome::No);
+        assert_eq!(ids(&i.into_results()), ["x"]);
+    }
+
+    #[test]
+    fn ids_only_named_by_an_exclusion_are_not_listed_as_grants() {
+        // (* - bob) + *: bob is granted again by the second wildcard, but never explicitly.
+        let mut banned = SubjectSet::empty();
+        banned.add("bob", CheckOutcome::Has);
+        let everyone = SubjectSet::constant(CheckOutcome::Has);
+        let minus = everyone.combine_with(&banned, super::super::outcome::exclude, Explicit::Left);
+        let again = minus.combine(&everyone, union);
+        assert_eq!(ids(&again.into_results()), ["*"]);
+        // (* + alice + carol) - alice: carol is listed, alice only as an exclusion.
+        let mut granted = SubjectSet::constant(CheckOutcome::Has);
+        granted.add("alice", CheckOutcome::Has);
+        granted.add("carol", CheckOutcome::Has);
+        let mut alice = SubjectSet::empty();
+        alice.add("alice", CheckOutcome::Has);
+        let out = granted
+            .combine_with(&alice, super::super::outcome::exclude, Explicit::Left)
+            .into_results();
+        assert_eq!(ids(&out), ["*", "carol"]);
+        assert_eq!(ids(&out[0].excluded), ["alice"]);
     }
 }

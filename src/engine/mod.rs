@@ -13,7 +13,8 @@
 //!      -> Result<Vec<LookupSubject>, EngineError>` (sorted by subject id, wildcard first)
 //! - Additions: `Evaluator::with_index(&Schema, &SchemaIndex, ..)` to reuse the per-schema
 //!   analysis ([`SchemaIndex::new`], build it once per schema), and `Evaluator::check_bulk`
-//!   (many checks for one subject sharing one memo).
+//!   (many checks for one subject sharing one memo), and `Evaluator::with_cache(&CheckCache)`
+//!   to share sub-problem answers across requests (`cache.rs`; keyed by revision).
 //!
 //! Semantics, in brief (details in each submodule):
 //! - Outcomes are three-valued, `No < Conditional < Has` (`outcome.rs`): union is the maximum,
@@ -30,6 +31,7 @@
 //!   tests in `tests/engine_props.rs` check this against a naive reference evaluator.
 
 mod analysis;
+mod cache;
 mod check;
 mod expand;
 mod lookup_resources;
@@ -37,6 +39,7 @@ mod lookup_subjects;
 mod outcome;
 
 pub use analysis::SchemaIndex;
+pub use cache::{CheckCache, CheckCacheStats, DEFAULT_CHECK_CACHE_ENTRIES};
 
 use crate::caveat::{CaveatError, CaveatOutcome};
 use crate::model::{
@@ -146,6 +149,8 @@ pub struct Evaluator<'a> {
     pub(crate) snapshot: &'a dyn Snapshot,
     pub(crate) config: &'a EngineConfig,
     index: IndexHandle<'a>,
+    /// Answers shared with other requests (see `cache.rs`), when the caller provides one.
+    pub(crate) cache: Option<&'a CheckCache>,
 }
 
 enum IndexHandle<'a> {
@@ -161,6 +166,7 @@ impl<'a> Evaluator<'a> {
             snapshot,
             config,
             index: IndexHandle::Owned(Box::new(SchemaIndex::new(schema))),
+            cache: None,
         }
     }
 
@@ -182,7 +188,15 @@ impl<'a> Evaluator<'a> {
             snapshot,
             config,
             index,
+            cache: None,
         }
+    }
+
+    /// Shares sub-problem answers with other requests through `cache`. The cache must only
+    /// ever be used with snapshots of one store (answers are keyed by revision).
+    pub fn with_cache(mut self, cache: &'a CheckCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub(crate) fn index(&self) -> &SchemaIndex {

@@ -97,6 +97,15 @@ fn format_relation(rel: &Relation) -> String {
     }
 }
 
+/// A doc comment's text as comment source, with its delimiters (what schema reflection
+/// returns): `/** text */`, a `/** ... */` block, or `//` lines; no trailing newline.
+pub fn doc_comment_source(doc: &str) -> String {
+    let mut out = String::new();
+    write_doc(&mut out, doc, "");
+    out.truncate(out.trim_end().len());
+    out
+}
+
 /// Writes a doc comment: `/** text */` for one plain line, a `/** ... */` block otherwise,
 /// and `//` lines when the text itself contains `*/`.
 fn write_doc(out: &mut String, doc: &str, indent: &str) {

@@ -8,6 +8,9 @@
 //! - `format_source(file_name, source) -> Result<String, Diagnostics>`: canonical text.
 //! - `format_schema(&Schema) -> String`: canonical text of a compiled schema.
 //! - `Schema::validate_relationship(&Relationship) -> Result<(), SchemaViolation>`.
+//! - `dependent_relations` / `computable_permissions`: transitive dependency walks between
+//!   relations and permissions ([`RelationRef`], [`DependencyError`]).
+//! - `diff_schemas(&existing, &comparison) -> Vec<SchemaDiff>`: what changes between schemas.
 //!
 //! The language is SpiceDB's. Statements end at a line break or `;`. Permission operators
 //! bind, from loosest to tightest: `-`, `&`, `+`, then arrows (`a - b & c + d` is
@@ -21,6 +24,8 @@
 mod ast;
 mod checker;
 pub mod compiled;
+mod deps;
+mod diff;
 mod format;
 mod lexer;
 mod parser;
@@ -28,7 +33,9 @@ mod render;
 mod violation;
 
 pub use compiled::*;
-pub use format::format_schema;
+pub use deps::{DependencyError, RelationRef, computable_permissions, dependent_relations};
+pub use diff::{CaveatEntry, MemberRef, ParameterRef, SchemaDiff, diff_schemas};
+pub use format::{doc_comment_source, format_schema};
 pub use violation::SchemaViolation;
 
 use std::fmt;

@@ -4,7 +4,7 @@
 use crate::caveat::CaveatError;
 use crate::engine::EngineError;
 use crate::model::ModelError;
-use crate::schema::SchemaViolation;
+use crate::schema::{DependencyError, SchemaViolation};
 use crate::store::StoreError;
 
 /// What kind of failure, independent of any transport.
@@ -94,6 +94,18 @@ impl From<SchemaViolation> for ServiceError {
             | SchemaViolation::UnknownSubjectRelation { .. }
             | SchemaViolation::UnknownCaveat { .. } => ErrorKind::FailedPrecondition,
             _ => ErrorKind::InvalidArgument,
+        };
+        ServiceError::new(kind, e.to_string())
+    }
+}
+
+impl From<DependencyError> for ServiceError {
+    fn from(e: DependencyError) -> Self {
+        let kind = match &e {
+            DependencyError::UnknownDefinition(_) | DependencyError::UnknownRelation { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+            DependencyError::NotAPermission { .. } => ErrorKind::InvalidArgument,
         };
         ServiceError::new(kind, e.to_string())
     }

@@ -17,7 +17,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::consistency::{Consistency, SnapshotChooser};
 use crate::engine::{
-    CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupResource, LookupSubject, SchemaIndex,
+    CheckCache, CheckCacheStats, CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupResource,
+    LookupSubject, SchemaIndex,
 };
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
@@ -25,7 +26,7 @@ use crate::model::{
 use crate::schema::Schema;
 use crate::store::{
     ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate, Snapshot, Store,
-    WriteTransaction,
+    TransactionMetadata, WriteTransaction,
 };
 
 /// Limits and knobs of the service. Defaults follow the reference API's published limits.
@@ -44,6 +45,8 @@ pub struct ServiceConfig {
     pub max_read_page: usize,
     /// How stale a `minimize_latency` read may be.
     pub max_staleness: std::time::Duration,
+    /// How many check sub-problem answers to share across requests (0 disables the cache).
+    pub check_cache_entries: usize,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +59,7 @@ impl Default for ServiceConfig {
             max_delete_limit: 1000,
             max_read_page: 1000,
             max_staleness: std::time::Duration::from_millis(100),
+            check_cache_entries: crate::engine::DEFAULT_CHECK_CACHE_ENTRIES,
         }
     }
 }
@@ -95,15 +99,15 @@ impl ReadView {
         })
     }
 
-    /// An evaluator over this view's snapshot, reusing the cached schema index.
-    fn evaluator<'a>(&'a self, config: &'a EngineConfig) -> Result<Evaluator<'a>, ServiceError> {
+    /// An evaluator over this view's snapshot, reusing the cached schema index and sharing
+    /// sub-problem answers through `cache` (keyed by revision, so safe across views).
+    fn evaluator<'a>(
+        &'a self,
+        config: &'a EngineConfig,
+        cache: &'a CheckCache,
+    ) -> Result<Evaluator<'a>, ServiceError> {
         let c = self.compiled()?;
-        Ok(Evaluator::with_index(
-            &c.schema,
-            &c.index,
-            self.snapshot(),
-            config,
-        ))
+        Ok(Evaluator::with_index(&c.schema, &c.index, self.snapshot(), config).with_cache(cache))
     }
 }
 
@@ -145,11 +149,14 @@ pub struct Tessera {
     schema_gate: RwLock<()>,
     /// The newest revision committed through this value, for change-feed subscribers.
     commits: tokio::sync::watch::Sender<Revision>,
+    /// Check answers shared across requests, keyed by revision (`engine::CheckCache`).
+    check_cache: CheckCache,
 }
 
 impl Tessera {
     pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Self {
         let chooser = SnapshotChooser::new(config.max_staleness);
+        let check_cache = CheckCache::new(config.check_cache_entries);
         Tessera {
             store,
             config,
@@ -157,6 +164,7 @@ impl Tessera {
             schemas: Mutex::new(HashMap::new()),
             schema_gate: RwLock::new(()),
             commits: tokio::sync::watch::channel(Revision::ZERO).0,
+            check_cache,
         }
     }
 
@@ -185,6 +193,11 @@ impl Tessera {
 
     pub fn config(&self) -> &ServiceConfig {
         &self.config
+    }
+
+    /// Hits, misses and size of the shared check cache (for metrics).
+    pub fn check_cache_stats(&self) -> CheckCacheStats {
+        self.check_cache.stats()
     }
 
     /// Takes the snapshot a request with `consistency` must read, with its schema.
@@ -289,11 +302,13 @@ impl Tessera {
     // ---- relationship writes ---------------------------------------------------------
 
     /// Applies updates atomically after checking preconditions; returns the new revision.
+    /// `metadata` is kept with the transaction in the change log (Watch returns it).
     pub fn write_relationships(
         &self,
         updates: Vec<RelationshipUpdate>,
         preconditions: Vec<Precondition>,
         caller: Option<String>,
+        metadata: TransactionMetadata,
     ) -> Result<Revision, ServiceError> {
         if updates.len() > self.config.max_updates_per_write {
             return Err(ServiceError::new(
@@ -306,6 +321,7 @@ impl Tessera {
             ));
         }
         self.check_precondition_count(preconditions.len())?;
+        check_transaction_metadata(&metadata)?;
         for (i, u) in updates.iter().enumerate() {
             let r = &u.relationship;
             if is_reserved_type(&r.resource.object_type) {
@@ -336,12 +352,14 @@ impl Tessera {
             updates,
             preconditions,
             caller,
+            metadata,
         })?;
         self.notify_commit(revision);
         Ok(revision)
     }
 
-    /// Deletes every relationship matching `filter` (see [`DeleteByFilter`]).
+    /// Deletes every relationship matching `filter` (see [`DeleteByFilter`]); `metadata` is
+    /// kept with the transaction in the change log.
     pub fn delete_relationships(
         &self,
         filter: RelationshipFilter,
@@ -349,8 +367,10 @@ impl Tessera {
         limit: Option<usize>,
         allow_partial: bool,
         caller: Option<String>,
+        metadata: TransactionMetadata,
     ) -> Result<DeleteOutcome, ServiceError> {
         self.check_precondition_count(preconditions.len())?;
+        check_transaction_metadata(&metadata)?;
         if let Some(l) = limit
             && l > self.config.max_delete_limit
         {
@@ -373,6 +393,7 @@ impl Tessera {
             limit,
             allow_partial,
             caller,
+            metadata,
         })?;
         if outcome.deleted > 0 {
             self.notify_commit(outcome.revision);
@@ -467,7 +488,7 @@ impl Tessera {
         check_relation_exists(schema, &resource.object_type, permission)?;
         check_subject_type(schema, subject)?;
         Ok(view
-            .evaluator(&self.config.engine)?
+            .evaluator(&self.config.engine, &self.check_cache)?
             .check(resource, permission, subject, context)?)
     }
 
@@ -481,7 +502,7 @@ impl Tessera {
         let schema = view.schema()?;
         check_relation_exists(schema, &resource.object_type, permission)?;
         Ok(view
-            .evaluator(&self.config.engine)?
+            .evaluator(&self.config.engine, &self.check_cache)?
             .expand(resource, permission)?)
     }
 
@@ -501,12 +522,9 @@ impl Tessera {
         let schema = view.schema()?;
         check_relation_exists(schema, resource_type, permission)?;
         check_subject_type(schema, subject)?;
-        let all = view.evaluator(&self.config.engine)?.lookup_resources(
-            resource_type,
-            permission,
-            subject,
-            context,
-        )?;
+        let all = view
+            .evaluator(&self.config.engine, &self.check_cache)?
+            .lookup_resources(resource_type, permission, subject, context)?;
         Ok(page(all, |r| r.resource_id.as_str(), after_id, limit))
     }
 
@@ -531,13 +549,15 @@ impl Tessera {
         if let Some(rel) = subject_relation {
             check_relation_exists(schema, subject_type, rel)?;
         }
-        let all = view.evaluator(&self.config.engine)?.lookup_subjects(
-            resource,
-            permission,
-            subject_type,
-            subject_relation,
-            context,
-        )?;
+        let all = view
+            .evaluator(&self.config.engine, &self.check_cache)?
+            .lookup_subjects(
+                resource,
+                permission,
+                subject_type,
+                subject_relation,
+                context,
+            )?;
         Ok(page(all, |s| s.subject_id.as_str(), after_id, limit))
     }
 
@@ -561,6 +581,27 @@ impl Tessera {
     pub fn head_revision(&self) -> Result<Revision, ServiceError> {
         Ok(self.store.head_revision()?)
     }
+}
+
+/// The largest transaction metadata accepted, in bytes of its compact JSON encoding (what the
+/// change log stores): metadata rides in every change-log entry and Watch response, so it is
+/// meant for small annotations (request ids, reasons), not payloads.
+pub const MAX_TRANSACTION_METADATA_BYTES: usize = 4096;
+
+fn check_transaction_metadata(metadata: &TransactionMetadata) -> Result<(), ServiceError> {
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |b| b.len());
+    if size > MAX_TRANSACTION_METADATA_BYTES {
+        return Err(ServiceError::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "optional_transaction_metadata: encodes to {size} bytes, more than the limit of {MAX_TRANSACTION_METADATA_BYTES} bytes"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies an "after id" cursor and a limit to a result list sorted by id.

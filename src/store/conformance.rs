@@ -19,6 +19,9 @@
 //! - A DELETE change records the relationship as it was stored (caveat and expiration).
 //! - `read_changes(after)` fails with `RevisionInFuture` when `after` is past the head and with
 //!   `RevisionTooOld` when it is older than the oldest readable revision.
+//! - A transaction's metadata comes back from the change log exactly as written (JSON value
+//!   for value, including an otherwise empty transaction's); schema writes and bulk imports
+//!   carry none.
 //!
 //! GC-window behaviour needs control of the store's clock, so it is tested per store.
 
@@ -95,6 +98,7 @@ macro_rules! store_conformance_tests {
             bulk_import_commits_one_revision
             bulk_import_is_all_or_nothing
             change_log_records_effective_changes
+            change_log_keeps_transaction_metadata
             change_log_after_and_limit
             future_revisions_are_rejected
             concurrent_writers_get_unique_dense_revisions
@@ -154,6 +158,7 @@ fn txn(ops: &[(WriteOp, &str)]) -> WriteTransaction {
         updates: ops.iter().map(|(op, t)| update(*op, t)).collect(),
         preconditions: Vec::new(),
         caller: None,
+        metadata: Default::default(),
     }
 }
 
@@ -1697,6 +1702,87 @@ pub fn change_log_records_effective_changes(factory: &dyn StoreFactory) {
         sets.windows(2)
             .all(|w| w[0].committed_at <= w[1].committed_at)
     );
+}
+
+/// Transaction metadata round-trips through the change log with its transaction: writes and
+/// deletes by filter keep theirs (even one that changed nothing), others have none.
+pub fn change_log_keeps_transaction_metadata(factory: &dyn StoreFactory) {
+    let store = factory.new_store();
+    let metadata = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => m,
+        other => panic!("test metadata must be an object, not {other}"),
+    };
+    let on_write = metadata(serde_json::json!({
+        "reason": "onboarding ✓",
+        "ticket": 4211,
+        "ratio": 0.25,
+        "dry_run": false,
+        "none": null,
+        "tags": ["a", "b", {"nested": [1, 2, 3]}],
+        "origin": {"service": "hr-sync", "attempt": 3},
+    }));
+    let on_delete = metadata(serde_json::json!({"reason": "offboarding"}));
+    let on_noop = metadata(serde_json::json!({"reason": "nothing to delete"}));
+    let r1 = ok(
+        store.write(WriteTransaction {
+            caller: Some("alice".into()),
+            metadata: on_write.clone(),
+            ..txn(&[
+                (WriteOp::Create, "document:a#viewer@user:x"),
+                (WriteOp::Create, "document:b#viewer@user:x"),
+            ])
+        }),
+        "write with metadata",
+    );
+    let r2 = write(&*store, &[(WriteOp::Touch, "document:c#viewer@user:y")]);
+    let deleted = ok(
+        store.delete_by_filter(DeleteByFilter {
+            filter: resource("document", "a"),
+            metadata: on_delete.clone(),
+            ..Default::default()
+        }),
+        "delete with metadata",
+    );
+    let noop = ok(
+        store.delete_by_filter(DeleteByFilter {
+            filter: resource("document", "missing"),
+            metadata: on_noop.clone(),
+            ..Default::default()
+        }),
+        "delete of nothing with metadata",
+    );
+    let r5 = ok(
+        store.write_schema("definition user {}", &mut |_| Ok(()), None),
+        "schema",
+    );
+    let r6 = ok(
+        store.bulk_import(vec![rel("document:d#viewer@user:z")], None),
+        "bulk import",
+    );
+    let sets = changes(&*store, Revision::ZERO);
+    let got: Vec<(Revision, &serde_json::Map<String, serde_json::Value>)> =
+        sets.iter().map(|s| (s.revision, &s.metadata)).collect();
+    let empty = serde_json::Map::new();
+    assert_eq!(
+        got,
+        vec![
+            (r1, &on_write),
+            (r2, &empty),
+            (deleted.revision, &on_delete),
+            (noop.revision, &on_noop),
+            (r5, &empty),
+            (r6, &empty),
+        ]
+    );
+    assert_eq!(sets[0].caller.as_deref(), Some("alice"));
+    assert_eq!(
+        change_texts(&sets[2]),
+        vec![(WriteOp::Delete, "document:a#viewer@user:x".to_string())]
+    );
+    assert!(sets[3].changes.is_empty());
+    // Reading from the middle of the log finds the same metadata.
+    let tail = ok(store.read_changes(r2, 1), "read_changes");
+    assert_eq!(tail[0].metadata, on_delete);
 }
 
 /// `read_changes` returns change sets strictly after `after`, oldest first, at most `limit`.

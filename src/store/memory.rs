@@ -32,8 +32,8 @@ use parking_lot::{Mutex, RwLock};
 
 use super::{
     ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind, RelationshipIter,
-    RelationshipUpdate, SchemaCheck, Snapshot, Store, StoreError, StoredSchema, WriteOp,
-    WriteTransaction,
+    RelationshipUpdate, SchemaCheck, Snapshot, Store, StoreError, StoredSchema,
+    TransactionMetadata, WriteOp, WriteTransaction,
 };
 use crate::model::{
     CaveatRef, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision,
@@ -796,6 +796,7 @@ impl MemoryStore {
         updates: Vec<RelationshipUpdate>,
         preconditions: &[Precondition],
         caller: Option<String>,
+        metadata: TransactionMetadata,
     ) -> Result<Revision, StoreError> {
         let keys: Vec<RelationshipKey> = updates.iter().map(|u| u.relationship.key()).collect();
         {
@@ -856,6 +857,7 @@ impl MemoryStore {
             caller,
             changes,
             schema_changed: false,
+            metadata,
         };
         Ok(self.commit(&mut w, rev, planned, change, None))
     }
@@ -905,7 +907,7 @@ impl Store for MemoryStore {
     }
 
     fn write(&self, txn: WriteTransaction) -> Result<Revision, StoreError> {
-        self.write_updates(txn.updates, &txn.preconditions, txn.caller)
+        self.write_updates(txn.updates, &txn.preconditions, txn.caller, txn.metadata)
     }
 
     fn delete_by_filter(&self, request: DeleteByFilter) -> Result<DeleteOutcome, StoreError> {
@@ -967,6 +969,7 @@ impl Store for MemoryStore {
             caller: request.caller,
             changes,
             schema_changed: false,
+            metadata: request.metadata,
         };
         let revision = self.commit(&mut w, rev, planned, change, None);
         Ok(DeleteOutcome {
@@ -998,6 +1001,7 @@ impl Store for MemoryStore {
             caller,
             changes: Vec::new(),
             schema_changed: true,
+            metadata: TransactionMetadata::new(),
         };
         Ok(self.commit(&mut w, rev, Vec::new(), change, Some(text)))
     }
@@ -1014,7 +1018,7 @@ impl Store for MemoryStore {
                 relationship,
             })
             .collect();
-        self.write_updates(updates, &[], caller)
+        self.write_updates(updates, &[], caller, TransactionMetadata::new())
     }
 
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {

@@ -12,8 +12,14 @@ pub mod rocks;
 use std::sync::Arc;
 
 use crate::model::{
-    Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectFilter, Timestamp,
+    Context, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectFilter, Timestamp,
 };
+
+/// Caller-supplied metadata of a write transaction (the API's `optional_transaction_metadata`):
+/// a JSON object kept with the transaction's change-log entry and handed back by
+/// [`Store::read_changes`]. Empty means none. Stores persist it as given; size limits are
+/// the service's business.
+pub type TransactionMetadata = Context;
 
 /// What a write does with one relationship.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +60,8 @@ pub struct WriteTransaction {
     pub preconditions: Vec<Precondition>,
     /// Who wrote (the authenticated caller), recorded in the change log.
     pub caller: Option<String>,
+    /// Recorded in the change log with the transaction.
+    pub metadata: TransactionMetadata,
 }
 
 /// Delete every relationship matching `filter`, atomically, after checking preconditions.
@@ -67,6 +75,8 @@ pub struct DeleteByFilter {
     /// `false` deletes nothing and fails with [`StoreError::DeleteLimitExceeded`].
     pub allow_partial: bool,
     pub caller: Option<String>,
+    /// Recorded in the change log with the transaction.
+    pub metadata: TransactionMetadata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +99,8 @@ pub struct ChangeSet {
     pub changes: Vec<RelationshipUpdate>,
     /// True when this transaction wrote a new schema.
     pub schema_changed: bool,
+    /// The transaction's metadata as written (empty for schema writes and bulk imports).
+    pub metadata: TransactionMetadata,
 }
 
 /// The schema text in force at a revision, and the revision that wrote it.

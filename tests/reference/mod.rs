@@ -326,6 +326,7 @@ impl Fixture {
                         .collect(),
                     preconditions: Vec::new(),
                     caller: None,
+                    metadata: Default::default(),
                 })
                 .expect("write relationships");
         }

@@ -3,15 +3,23 @@
 //! A compact binary layout (the store holds two copies of every version and one change-log
 //! entry per change, so size matters more than self-description). Decoding never panics:
 //! anything malformed is [`StoreError::Corrupt`].
+//!
+//! A change-log header is `timestamp | caller | schema flag | chunk count`, followed, only
+//! when the transaction carried metadata, by `HEADER_METADATA | length | JSON object` (format
+//! version 2). Headers without metadata are byte-for-byte those of format version 1, so
+//! every version-1 entry decodes unchanged (as having no metadata).
 
 use crate::model::{CaveatRef, Context, Relationship, RelationshipKey, Revision, Timestamp};
-use crate::store::{RelationshipUpdate, StoreError, WriteOp};
+use crate::store::{RelationshipUpdate, StoreError, TransactionMetadata, WriteOp};
 
 use super::keys;
 
 const FLAG_TOMBSTONE: u8 = 1;
 const FLAG_CAVEAT: u8 = 2;
 const FLAG_EXPIRATION: u8 = 4;
+
+/// Tag of the optional trailing field of a change-log header: the transaction's metadata.
+const HEADER_METADATA: u8 = 1;
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("malformed {what}"))
@@ -203,6 +211,15 @@ pub struct ChangeHeader {
     pub schema_changed: bool,
     /// Number of change chunks that follow the header (chunks 1..=chunks).
     pub chunks: u32,
+    /// The transaction's metadata (empty: none, and nothing is encoded for it).
+    pub metadata: TransactionMetadata,
+}
+
+impl ChangeHeader {
+    /// True when the encoded header needs format version 2 (it carries metadata).
+    pub fn needs_metadata_format(&self) -> bool {
+        !self.metadata.is_empty()
+    }
 }
 
 pub fn encode_header(h: &ChangeHeader) -> Vec<u8> {
@@ -217,6 +234,12 @@ pub fn encode_header(h: &ChangeHeader) -> Vec<u8> {
     }
     b.push(u8::from(h.schema_changed));
     put_varint(&mut b, u64::from(h.chunks));
+    if !h.metadata.is_empty() {
+        b.push(HEADER_METADATA);
+        // Serializing a JSON map of JSON values cannot fail.
+        let json = serde_json::to_vec(&h.metadata).unwrap_or_default();
+        put_len_bytes(&mut b, &json);
+    }
     b
 }
 
@@ -234,12 +257,21 @@ pub fn decode_header(bytes: &[u8]) -> Result<ChangeHeader, StoreError> {
         _ => return Err(corrupt("change-log header")),
     };
     let chunks = u32::try_from(c.varint()?).map_err(|_| corrupt("change-log header"))?;
+    let metadata = if c.is_empty() {
+        TransactionMetadata::new()
+    } else {
+        if c.byte()? != HEADER_METADATA {
+            return Err(corrupt("change-log header"));
+        }
+        serde_json::from_slice(c.len_bytes()?).map_err(|_| corrupt("transaction metadata"))?
+    };
     c.finish()?;
     Ok(ChangeHeader {
         committed_at,
         caller,
         schema_changed,
         chunks,
+        metadata,
     })
 }
 
@@ -334,6 +366,7 @@ mod tests {
             caller: Some("svc".into()),
             schema_changed: true,
             chunks: 3,
+            metadata: TransactionMetadata::new(),
         };
         assert_eq!(decode_header(&encode_header(&h)).unwrap(), h);
         let rel = parse_relationship("doc:a#viewer@group:g#member[cav]").unwrap();
@@ -352,5 +385,49 @@ mod tests {
         assert_eq!(changes[0].update.op, WriteOp::Touch);
         assert_eq!(changes[1].update.op, WriteOp::Delete);
         assert_eq!(changes[1].update.relationship.key(), rel.key());
+    }
+
+    #[test]
+    fn metadata_rides_after_the_version_1_header() {
+        let mut h = ChangeHeader {
+            committed_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            caller: None,
+            schema_changed: false,
+            chunks: 1,
+            metadata: TransactionMetadata::new(),
+        };
+        // A header without metadata is exactly the version-1 layout: timestamp, no caller,
+        // no schema change, one chunk.
+        let v1 = encode_header(&h);
+        assert_eq!(v1.len(), keys::TIMESTAMP_LEN + 3);
+        assert_eq!(&v1[keys::TIMESTAMP_LEN..], [0, 0, 1]);
+        assert!(!h.needs_metadata_format());
+        assert_eq!(decode_header(&v1).unwrap(), h);
+
+        let serde_json::Value::Object(m) =
+            serde_json::json!({"reason": "onboarding", "ticket": 42, "tags": ["a", {"b": null}]})
+        else {
+            unreachable!()
+        };
+        h.metadata = m;
+        assert!(h.needs_metadata_format());
+        let v2 = encode_header(&h);
+        assert!(v2.starts_with(&v1));
+        assert_eq!(v2[v1.len()], HEADER_METADATA);
+        assert_eq!(decode_header(&v2).unwrap(), h);
+
+        // An unknown trailing tag or broken JSON is corruption, not silently ignored.
+        let mut bad_tag = v1.clone();
+        bad_tag.extend_from_slice(&[9, 2, b'{', b'}']);
+        assert!(matches!(
+            decode_header(&bad_tag),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut bad_json = v1;
+        bad_json.extend_from_slice(&[HEADER_METADATA, 2, b'{', b'x']);
+        assert!(matches!(
+            decode_header(&bad_json),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

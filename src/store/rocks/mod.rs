@@ -10,6 +10,14 @@
 //! - `expiry`: versions that carry an expiration, by expiration (GC of expired relationships);
 //! - `meta`: format version, head revision, oldest readable revision, schema history.
 //!
+//! # Format versions
+//! Version 1 is the original layout. Version 2 adds optional transaction metadata at the end
+//! of change-log headers (see `codec`); everything else is identical, so a version-1
+//! directory is read as is. A store records version 2 only in the batch of its first
+//! transaction that carries metadata: until then it stays readable by builds that know only
+//! version 1, and afterwards those builds refuse it with a clear error instead of failing on
+//! the change-log entries they cannot decode.
+//!
 //! A version key ends with the inverted revision that wrote it, so the newest version of a
 //! relationship is the first key under its identity. A version is either the relationship's
 //! attributes or a tombstone. A read at revision R takes, per identity, the first version
@@ -51,7 +59,7 @@ use rocksdb::{
 use crate::model::{Relationship, Revision, Timestamp};
 use crate::store::{
     ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind, SchemaCheck,
-    Snapshot, Store, StoreError, WriteOp, WriteTransaction,
+    Snapshot, Store, StoreError, TransactionMetadata, WriteOp, WriteTransaction,
 };
 
 use crate::store::memory::describe_filter;
@@ -65,8 +73,12 @@ const CF_CHANGELOG: &str = "changelog";
 const CF_EXPIRY: &str = "expiry";
 const CF_META: &str = "meta";
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The newest on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u64 = 2;
+/// The oldest on-disk format this build reads (and the one new stores start with).
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
+/// The first format whose change-log headers may carry transaction metadata.
+const METADATA_FORMAT_VERSION: u64 = 2;
 
 /// Changes per change-log chunk: a bulk import's entry is split so no value grows unbounded.
 const CHANGES_PER_CHUNK: usize = 1024;
@@ -186,6 +198,8 @@ pub(crate) struct Inner {
 struct WriterState {
     /// Commit timestamps never go backwards, even if the clock does.
     last_commit: Timestamp,
+    /// The format version recorded in `meta` (raised by the first commit that needs more).
+    format: u64,
 }
 
 /// One effective change of a transaction, encoded.
@@ -368,6 +382,7 @@ impl Inner {
         state: &mut WriterState,
         changes: Vec<Change>,
         caller: Option<String>,
+        metadata: TransactionMetadata,
         schema: Option<&str>,
     ) -> Result<Revision, StoreError> {
         let revision = self.head().next();
@@ -419,7 +434,18 @@ impl Inner {
             caller,
             schema_changed: schema.is_some(),
             chunks,
+            metadata,
         };
+        // Older builds cannot decode a header with metadata: mark the store as needing this
+        // format, atomically with the first such entry.
+        let raise_format = header.needs_metadata_format() && state.format < METADATA_FORMAT_VERSION;
+        if raise_format {
+            batch.put_cf(
+                meta,
+                keys::META_FORMAT,
+                METADATA_FORMAT_VERSION.to_be_bytes(),
+            );
+        }
         batch.put_cf(
             log,
             keys::changelog_key(revision, 0),
@@ -437,6 +463,9 @@ impl Inner {
             .map_err(|e| backend("committing a transaction", e))?;
 
         state.last_commit = committed_at;
+        if raise_format {
+            state.format = METADATA_FORMAT_VERSION;
+        }
         if let Some(text) = schema {
             self.schemas.write().insert(revision, Arc::from(text));
         }
@@ -514,6 +543,7 @@ impl Inner {
                 caller: header.caller,
                 changes,
                 schema_changed: header.schema_changed,
+                metadata: header.metadata,
             });
             it.next();
         }
@@ -617,11 +647,11 @@ impl RocksStore {
                 .transpose()
         };
         let head = read_u64(keys::META_HEAD, "head revision")?;
-        match read_u64(keys::META_FORMAT, "format version")? {
-            Some(FORMAT_VERSION) => {}
+        let format = match read_u64(keys::META_FORMAT, "format version")? {
+            Some(v @ OLDEST_FORMAT_VERSION..=FORMAT_VERSION) => v,
             Some(other) => {
                 return Err(StoreError::Backend(format!(
-                    "store at `{}` has format version {other}; this build reads only version {FORMAT_VERSION}",
+                    "store at `{}` has format version {other}; this build reads format versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}",
                     path.display()
                 )));
             }
@@ -632,12 +662,19 @@ impl RocksStore {
                 )));
             }
             None => {
+                // New stores start at the oldest format: nothing in them needs more yet.
                 let mut wo = WriteOptions::default();
                 wo.set_sync(true);
-                db.put_cf_opt(meta, keys::META_FORMAT, FORMAT_VERSION.to_be_bytes(), &wo)
-                    .map_err(|e| backend("initializing the store", e))?;
+                db.put_cf_opt(
+                    meta,
+                    keys::META_FORMAT,
+                    OLDEST_FORMAT_VERSION.to_be_bytes(),
+                    &wo,
+                )
+                .map_err(|e| backend("initializing the store", e))?;
+                OLDEST_FORMAT_VERSION
             }
-        }
+        };
         let oldest = read_u64(keys::META_OLDEST, "oldest revision")?.unwrap_or(0);
         let head = head.unwrap_or(0);
 
@@ -677,7 +714,10 @@ impl RocksStore {
             path,
             head: AtomicU64::new(head),
             oldest: AtomicU64::new(oldest),
-            writer: Mutex::new(WriterState { last_commit }),
+            writer: Mutex::new(WriterState {
+                last_commit,
+                format,
+            }),
             schemas: RwLock::new(schemas),
             gc_lock: Mutex::new(()),
             options,
@@ -809,7 +849,7 @@ impl Store for RocksStore {
             }
         }
         drop(it);
-        inner.commit(&mut state, changes, txn.caller, None)
+        inner.commit(&mut state, changes, txn.caller, txn.metadata, None)
     }
 
     fn delete_by_filter(&self, request: DeleteByFilter) -> Result<DeleteOutcome, StoreError> {
@@ -848,7 +888,7 @@ impl Store for RocksStore {
             .iter()
             .map(|rel| Change::delete(rel, identity_of(rel), &Attributes::of(rel)))
             .collect();
-        let revision = inner.commit(&mut state, changes, request.caller, None)?;
+        let revision = inner.commit(&mut state, changes, request.caller, request.metadata, None)?;
         Ok(DeleteOutcome {
             revision,
             deleted,
@@ -868,7 +908,13 @@ impl Store for RocksStore {
         let snap = inner.snapshot_unchecked(inner.head(), now);
         check(&snap)?;
         drop(snap);
-        inner.commit(&mut state, Vec::new(), caller, Some(text))
+        inner.commit(
+            &mut state,
+            Vec::new(),
+            caller,
+            TransactionMetadata::new(),
+            Some(text),
+        )
     }
 
     fn bulk_import(
@@ -903,7 +949,13 @@ impl Store for RocksStore {
             changes.push(Change::put(WriteOp::Create, rel, id));
         }
         drop(it);
-        inner.commit(&mut state, changes, caller, None)
+        inner.commit(
+            &mut state,
+            changes,
+            caller,
+            TransactionMetadata::new(),
+            None,
+        )
     }
 
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
@@ -924,6 +976,61 @@ mod tests {
         }
     }
 
+    fn stored_format(store: &RocksStore) -> u64 {
+        let meta = store.inner.cf(CF_META).unwrap();
+        let v = store
+            .inner
+            .db
+            .get_cf(meta, keys::META_FORMAT)
+            .unwrap()
+            .unwrap();
+        keys::decode_u64(&v, "format version").unwrap()
+    }
+
+    #[test]
+    fn the_first_metadata_raises_the_format_and_everything_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = |t: &str| crate::model::parse_relationship(t).unwrap();
+        let write = |store: &RocksStore, t: &str, metadata: TransactionMetadata| {
+            store
+                .write(WriteTransaction {
+                    updates: vec![crate::store::RelationshipUpdate {
+                        op: WriteOp::Touch,
+                        relationship: rel(t),
+                    }],
+                    metadata,
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+        let serde_json::Value::Object(metadata) =
+            serde_json::json!({"reason": "audit", "ticket": 7})
+        else {
+            unreachable!()
+        };
+        {
+            let store = RocksStore::open(dir.path(), options()).unwrap();
+            // A store without metadata keeps the version-1 layout (older builds still read it).
+            assert_eq!(stored_format(&store), OLDEST_FORMAT_VERSION);
+            write(&store, "doc:a#viewer@user:x", TransactionMetadata::new());
+            assert_eq!(stored_format(&store), OLDEST_FORMAT_VERSION);
+        }
+        {
+            let store = RocksStore::open(dir.path(), options()).unwrap();
+            write(&store, "doc:b#viewer@user:x", metadata.clone());
+            assert_eq!(stored_format(&store), METADATA_FORMAT_VERSION);
+            write(&store, "doc:c#viewer@user:x", metadata.clone());
+        }
+        let store = RocksStore::open(dir.path(), options()).unwrap();
+        assert_eq!(stored_format(&store), FORMAT_VERSION);
+        let sets = store.read_changes(Revision::ZERO, 10).unwrap();
+        let got: Vec<&TransactionMetadata> = sets.iter().map(|s| &s.metadata).collect();
+        assert_eq!(got, [&TransactionMetadata::new(), &metadata, &metadata]);
+        // Reopening restored the last commit time from a header that carries metadata.
+        let r = write(&store, "doc:d#viewer@user:x", TransactionMetadata::new());
+        assert_eq!(r, Revision(4));
+    }
+
     #[test]
     fn unknown_format_version_is_refused_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -941,7 +1048,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("format version 99") && err.contains("version 1"),
+            err.contains("format version 99") && err.contains("versions 1 to 2"),
             "{err}"
         );
     }

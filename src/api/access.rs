@@ -1,0 +1,159 @@
+//! `tessera.admin.v1.AccessService`: grant, revoke and list callers' capabilities on a running
+//! server. Capabilities live in the reserved `tessera/` namespace, which the authzed services
+//! refuse to touch; this service is the one way in over the wire.
+//!
+//! Every RPC needs the `admin` capability (preshared-key callers hold it). Grants and
+//! revocations go through the store's ordinary write path, so they get a revision and a
+//! change-log entry naming the admin, and the caller's next call is judged by them.
+
+use tonic::{Request, Response, Status};
+
+use crate::api::proto::tessera::admin::v1 as pb;
+use crate::auth::{self, AccessGrant, Capability, Revocation};
+use crate::service::ServiceError;
+
+use super::call::{Backend, Rpc, RpcType};
+use super::convert;
+use super::error::invalid;
+use pb::access_service_server::AccessService;
+
+const SERVICE: &str = "tessera.admin.v1.AccessService";
+
+/// The AccessService implementation.
+pub struct AccessApi {
+    backend: Backend,
+}
+
+impl AccessApi {
+    pub(crate) fn new(backend: Backend) -> Self {
+        AccessApi { backend }
+    }
+}
+
+/// A capability in its textual form; the field is named in the error.
+fn capability(field: &str, text: &str) -> Result<Capability, ServiceError> {
+    if text.trim().is_empty() {
+        return Err(invalid(
+            field,
+            "required: `admin`, `schema-write`, `read`, `write:*` or `write:<resource type>`",
+        ));
+    }
+    text.parse::<Capability>().map_err(|e| invalid(field, e))
+}
+
+fn grant_to_proto(g: AccessGrant) -> pb::AccessGrant {
+    pb::AccessGrant {
+        caller: g.caller,
+        capability: g.capability.to_string(),
+    }
+}
+
+fn revoke_response(r: Revocation) -> pb::RevokeResponse {
+    pb::RevokeResponse {
+        revoked: r.revoked.iter().map(ToString::to_string).collect(),
+        written_at: Some(convert::zookie(r.revision)),
+    }
+}
+
+#[tonic::async_trait]
+impl AccessService for AccessApi {
+    async fn grant(
+        &self,
+        request: Request<pb::GrantRequest>,
+    ) -> Result<Response<pb::GrantResponse>, Status> {
+        let rpc = Rpc::start(SERVICE, "Grant", RpcType::Unary);
+        let backend = self.backend.clone();
+        rpc.unary(async move {
+            let admin = backend.authenticate(&request)?;
+            let req = request.into_inner();
+            backend
+                .blocking(move |b| {
+                    // Authorization first: a non-admin learns nothing about its request.
+                    b.authorize(&admin, &Capability::Admin)?;
+                    let capability = capability("capability", &req.capability)?;
+                    let revision =
+                        auth::grant(&b.tessera, &req.caller, &capability, Some(&admin.id))?;
+                    tracing::info!(caller = %req.caller, %capability, "capability granted");
+                    Ok(pb::GrantResponse {
+                        written_at: Some(convert::zookie(revision)),
+                    })
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<pb::RevokeRequest>,
+    ) -> Result<Response<pb::RevokeResponse>, Status> {
+        let rpc = Rpc::start(SERVICE, "Revoke", RpcType::Unary);
+        let backend = self.backend.clone();
+        rpc.unary(async move {
+            let admin = backend.authenticate(&request)?;
+            let req = request.into_inner();
+            backend
+                .blocking(move |b| {
+                    b.authorize(&admin, &Capability::Admin)?;
+                    let by = Some(admin.id.as_str());
+                    let revocation = match (req.capability.trim().is_empty(), req.all) {
+                        (true, true) => {
+                            auth::revoke_all_with_revision(&b.tessera, &req.caller, by)?
+                        }
+                        (false, false) => {
+                            let capability = capability("capability", &req.capability)?;
+                            auth::revoke_with_revision(&b.tessera, &req.caller, &capability, by)?
+                        }
+                        (false, true) => {
+                            return Err(invalid(
+                                "capability",
+                                "give either a capability or `all`, not both",
+                            ));
+                        }
+                        (true, false) => {
+                            return Err(invalid(
+                                "capability",
+                                "required unless `all` is set (to revoke every capability)",
+                            ));
+                        }
+                    };
+                    if !revocation.revoked.is_empty() {
+                        let revoked: Vec<String> =
+                            revocation.revoked.iter().map(ToString::to_string).collect();
+                        tracing::info!(
+                            caller = %req.caller,
+                            revoked = %revoked.join(","),
+                            "capabilities revoked"
+                        );
+                    }
+                    Ok(revoke_response(revocation))
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let rpc = Rpc::start(SERVICE, "List", RpcType::Unary);
+        let backend = self.backend.clone();
+        rpc.unary(async move {
+            let admin = backend.authenticate(&request)?;
+            let req = request.into_inner();
+            backend
+                .blocking(move |b| {
+                    b.authorize(&admin, &Capability::Admin)?;
+                    let caller = (!req.caller.is_empty()).then_some(req.caller.as_str());
+                    let (grants, revision) = auth::list_with_revision(&b.tessera, caller)?;
+                    Ok(pb::ListResponse {
+                        grants: grants.into_iter().map(grant_to_proto).collect(),
+                        read_at: Some(convert::zookie(revision)),
+                    })
+                })
+                .await
+        })
+        .await
+    }
+}
