@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod caveat;
 pub mod cli;
 pub mod consistency;

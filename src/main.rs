@@ -42,9 +42,14 @@ enum Command {
     Import(cli::transfer::ImportArgs),
     /// Bulk-export relationships to a file or stdout, resumable, with progress.
     Export(cli::transfer::ExportArgs),
-    /// Manage what JWT callers may do, in a local data directory (server stopped).
+    /// Manage what JWT callers may do: on the running server (admin token), or offline in a
+    /// stopped server's data directory with --data-dir.
     #[command(subcommand)]
     Access(cli::access::AccessCommand),
+    /// Load generator for any authzed.api.v1 server: load a synthetic dataset, run
+    /// workloads, measure the noop floor and nesting depth, plot the results.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -85,5 +90,6 @@ fn main() -> ExitCode {
         Command::Import(args) => cli::finish(cli::transfer::import(args)),
         Command::Export(args) => cli::finish(cli::transfer::export(args)),
         Command::Access(command) => cli::finish(cli::access::run(command)),
+        Command::Bench(command) => cli::finish(cli::bench::run(command)),
     }
 }

@@ -1,6 +1,7 @@
 //! The `tessera` subcommands besides `validate`: `serve` runs the durable gRPC server; the
 //! client subcommands (`schema`, `check`, `relationship`, `expand`, `import`, `export`) talk
-//! to a server over gRPC; `access` manages callers' capabilities in a local data directory.
+//! to a server over gRPC; `access` manages callers' capabilities through the server's admin
+//! service (or, with `--data-dir`, offline in a stopped server's data directory).
 //!
 //! Each subcommand has a clap argument struct (or subcommand enum) and a `run` function
 //! returning the exit code; [`finish`] turns an error into a message on stderr.
@@ -11,6 +12,7 @@
 //! 2 usage or configuration error, 3 a check whose answer depends on missing caveat context.
 
 pub mod access;
+pub mod bench;
 pub mod check;
 pub mod client;
 pub mod config;
