@@ -313,7 +313,7 @@ fn gc_keeps_the_schema_in_force_at_the_oldest_revision() {
     for rev in [s2, r3] {
         let schema = store.snapshot(rev).unwrap().schema().unwrap().unwrap();
         assert_eq!(
-            (schema.text.as_str(), schema.written_at),
+            (&*schema.text, schema.written_at),
             ("definition member {}", s2)
         );
     }

@@ -149,7 +149,7 @@ fn reopen_restores_head_data_schema_and_change_log() {
     assert_eq!(at(&s, r3), vec!["doc:b#viewer@user:y"]);
     let schema = s.snapshot(r3).unwrap().schema().unwrap().unwrap();
     assert_eq!(
-        (schema.text.as_str(), schema.written_at),
+        (&*schema.text, schema.written_at),
         ("definition user {}", r2)
     );
     assert_eq!(s.snapshot(r1).unwrap().schema().unwrap(), None);
@@ -348,11 +348,23 @@ fn gc_drops_replaced_schema_versions() {
     assert_eq!(stats.schemas_removed, 1);
     assert!(s.snapshot(r1).is_err());
     assert_eq!(
-        s.snapshot(r2).unwrap().schema().unwrap().unwrap().text,
+        s.snapshot(r2)
+            .unwrap()
+            .schema()
+            .unwrap()
+            .unwrap()
+            .text
+            .as_ref(),
         "definition b {}"
     );
     assert_eq!(
-        s.snapshot(r3).unwrap().schema().unwrap().unwrap().text,
+        s.snapshot(r3)
+            .unwrap()
+            .schema()
+            .unwrap()
+            .unwrap()
+            .text
+            .as_ref(),
         "definition c {}"
     );
 }

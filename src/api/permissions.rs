@@ -131,7 +131,7 @@ fn debug_information(
     let schema_used = view
         .snapshot()
         .schema()?
-        .map(|s| s.text)
+        .map(|s| s.text.to_string())
         .unwrap_or_default();
     Ok(pb::DebugInformation {
         check: Some(pb::CheckDebugTrace {

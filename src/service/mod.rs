@@ -252,7 +252,7 @@ impl Tessera {
         let revision = self.chooser.revision(&*self.store, consistency)?;
         let snapshot = self.store.snapshot(revision)?;
         match snapshot.schema()? {
-            Some(s) => Ok((s.text, revision)),
+            Some(s) => Ok((s.text.to_string(), revision)),
             None => Err(ServiceError::new(
                 ErrorKind::NotFound,
                 "no schema has been defined; call WriteSchema first",

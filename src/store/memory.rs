@@ -1103,7 +1103,7 @@ impl Snapshot for MemorySnapshot {
         Ok(in_force.checked_sub(1).map(|i| {
             let (rev, text) = &data.schemas[i];
             StoredSchema {
-                text: text.to_string(),
+                text: Arc::clone(text),
                 written_at: Revision(*rev),
             }
         }))

@@ -106,7 +106,8 @@ pub struct ChangeSet {
 /// The schema text in force at a revision, and the revision that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSchema {
-    pub text: String,
+    /// Shared with the store's own copy: taking a snapshot never copies the schema text.
+    pub text: Arc<str>,
     pub written_at: Revision,
 }
 

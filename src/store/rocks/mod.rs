@@ -332,7 +332,7 @@ impl Inner {
             .range(..=revision)
             .next_back()
             .map(|(rev, text)| crate::store::StoredSchema {
-                text: text.to_string(),
+                text: Arc::clone(text),
                 written_at: *rev,
             });
         RocksSnapshot::new(self.clone(), revision, now, schema)
