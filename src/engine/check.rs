@@ -34,6 +34,7 @@ use crate::model::{
     Context, Relationship, Revision, SubjectFilter, SubjectRef, SubjectRelationFilter, Timestamp,
     WILDCARD_ID,
 };
+use crate::store::SnapshotReader;
 
 /// The earlier of two expirations (`None` = never expires).
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -76,6 +77,8 @@ pub(crate) struct CheckRun<'e, 'a> {
     /// Earliest expiration among the relationships the current subtree has read.
     expires: Option<Timestamp>,
     shared: Option<Shared<'e>>,
+    /// This run's reads, sharing store resources between them.
+    reader: Box<dyn SnapshotReader + 'e>,
 }
 
 impl<'e, 'a> CheckRun<'e, 'a> {
@@ -112,6 +115,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             low: usize::MAX,
             expires: None,
             shared,
+            reader: ev.snapshot.reader(),
         })
     }
 
@@ -288,7 +292,10 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                     None => SubjectRelationFilter::Ellipsis,
                 },
             };
-            for rel in self.ev.read(node, id, Some(filter))? {
+            for rel in self
+                .ev
+                .read_via(&mut *self.reader, node, id, Some(filter))?
+            {
                 self.rests_on(&rel);
                 acc = union(acc, self.ev.caveat_value(&rel, self.context)?);
                 if acc == CheckOutcome::Has {
@@ -303,7 +310,10 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 subject_id: Some(WILDCARD_ID.to_string()),
                 relation: SubjectRelationFilter::Ellipsis,
             };
-            for rel in self.ev.read(node, id, Some(filter))? {
+            for rel in self
+                .ev
+                .read_via(&mut *self.reader, node, id, Some(filter))?
+            {
                 self.rests_on(&rel);
                 acc = union(acc, self.ev.caveat_value(&rel, self.context)?);
                 if acc == CheckOutcome::Has {
@@ -319,7 +329,10 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 subject_id: None,
                 relation: SubjectRelationFilter::Relation(u.name.clone()),
             };
-            for rel in self.ev.read(node, id, Some(filter))? {
+            for rel in self
+                .ev
+                .read_via(&mut *self.reader, node, id, Some(filter))?
+            {
                 if rel.subject.is_wildcard() {
                     continue;
                 }
@@ -390,7 +403,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         id: &str,
         depth: u32,
     ) -> Result<CheckOutcome, EngineError> {
-        let mut rels = self.ev.read(tupleset, id, None)?;
+        let mut rels = self.ev.read_via(&mut *self.reader, tupleset, id, None)?;
         group_by_subject_object(&mut rels);
         let mut any = CheckOutcome::No;
         let mut every = CheckOutcome::Has;

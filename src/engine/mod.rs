@@ -46,7 +46,7 @@ use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, SubjectFilter, SubjectRef,
 };
 use crate::schema::Schema;
-use crate::store::{Snapshot, StoreError};
+use crate::store::{Snapshot, SnapshotReader, StoreError};
 
 use analysis::NodeId;
 
@@ -374,19 +374,40 @@ impl<'a> Evaluator<'a> {
         object_id: &str,
         subject: Option<SubjectFilter>,
     ) -> Result<Vec<Relationship>, EngineError> {
-        let n = self.index().get(node);
-        let filter = RelationshipFilter {
-            resource_type: Some(n.type_name.clone()),
-            resource_id: Some(object_id.to_string()),
-            resource_id_prefix: None,
-            relation: Some(n.name.clone()),
-            subject,
-        };
+        let filter = self.relation_filter(node, object_id, subject);
         let mut out = Vec::new();
         for r in self.snapshot.query(&filter, None)? {
             out.push(r?);
         }
         Ok(out)
+    }
+
+    /// Like [`Self::read`], through a request's [`SnapshotReader`] (which may reuse store
+    /// resources between the many small reads of one check).
+    pub(crate) fn read_via(
+        &self,
+        reader: &mut dyn SnapshotReader,
+        node: NodeId,
+        object_id: &str,
+        subject: Option<SubjectFilter>,
+    ) -> Result<Vec<Relationship>, EngineError> {
+        Ok(reader.read(&self.relation_filter(node, object_id, subject))?)
+    }
+
+    fn relation_filter(
+        &self,
+        node: NodeId,
+        object_id: &str,
+        subject: Option<SubjectFilter>,
+    ) -> RelationshipFilter {
+        let n = self.index().get(node);
+        RelationshipFilter {
+            resource_type: Some(n.type_name.clone()),
+            resource_id: Some(object_id.to_string()),
+            resource_id_prefix: None,
+            relation: Some(n.name.clone()),
+            subject,
+        }
     }
 
     /// `type:id#relation` of a node, for error messages.

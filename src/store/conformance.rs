@@ -105,6 +105,7 @@ macro_rules! store_conformance_tests {
             precondition_race_has_exactly_one_winner
             special_characters_and_long_ids_round_trip
             wildcard_subjects_are_stored_and_queried
+            reader_agrees_with_query_across_interleaved_reads
         );
     };
     (@cases ($factory:expr) $($case:ident)*) => {
@@ -2022,4 +2023,77 @@ pub fn wildcard_subjects_are_stored_and_queried(factory: &dyn StoreFactory) {
     );
     let got = collect(s.query(&exact("document:public#viewer@user:*"), None));
     assert!(got.len() == 1 && got[0].subject.is_wildcard());
+}
+
+// ---------------------------------------------------------------------------------------
+// Readers
+
+/// A snapshot's reader gives exactly what `query` gives, read after read in any order (its
+/// store resources are reused between reads), and stays at the snapshot's revision while the
+/// store moves on — also for a reader created after later writes.
+pub fn reader_agrees_with_query_across_interleaved_reads(factory: &dyn StoreFactory) {
+    let store = sample_store(factory);
+    let r1 = head(&*store);
+    let s1 = snap(&*store, r1);
+    let early_reader = s1.reader();
+    let r2 = write(
+        &*store,
+        &[
+            (WriteOp::Delete, "document:readme#editor@user:alice"),
+            (WriteOp::Create, "document:readme#editor@user:zed"),
+            (WriteOp::Touch, "group:eng#member@user:bob"),
+        ],
+    );
+    let mut late_reader = s1.reader();
+    let filters = [
+        exact("document:readme#editor@user:alice"),
+        resource("document", "readme"),
+        exact("document:readme#viewer@group:eng#member"),
+        exact("document:nothing#viewer@user:alice"),
+        of_type("group"),
+        exact("folder:root#viewer@user:alice"),
+        RelationshipFilter {
+            resource_type: Some("document".into()),
+            resource_id: Some("readme".into()),
+            relation: Some("viewer".into()),
+            subject: Some(subject("group", None, SubjectRelationFilter::Any)),
+            ..RelationshipFilter::default()
+        },
+        RelationshipFilter {
+            resource_type: Some("document".into()),
+            resource_id_prefix: Some("r".into()),
+            ..RelationshipFilter::default()
+        },
+        exact("document:readme#editor@user:zed"),
+        subject_only("user", "alice"),
+        exact("document:readme#editor@user:alice"),
+    ];
+    let mut early_reader = early_reader;
+    for (i, f) in filters.iter().enumerate() {
+        let want = query(&*s1, f);
+        for (name, reader) in [("early", &mut early_reader), ("late", &mut late_reader)] {
+            let got = texts(&ok(reader.read(f), "reader read"));
+            assert_eq!(got, want, "{name} reader, read {i}: {f:?}");
+        }
+    }
+    // A reader of the newer snapshot sees the newer state.
+    let s2 = snap(&*store, r2);
+    let mut reader2 = s2.reader();
+    for f in &filters {
+        assert_eq!(texts(&ok(reader2.read(f), "reader read")), query(&*s2, f));
+    }
+    assert_eq!(
+        texts(&ok(
+            reader2.read(&exact("document:readme#editor@user:zed")),
+            "read"
+        )),
+        strings(&["document:readme#editor@user:zed"])
+    );
+}
+
+fn subject_only(t: &str, id: &str) -> RelationshipFilter {
+    RelationshipFilter {
+        subject: Some(subject(t, Some(id), SubjectRelationFilter::Any)),
+        ..RelationshipFilter::default()
+    }
 }

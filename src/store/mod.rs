@@ -170,6 +170,29 @@ pub trait Snapshot: Send + Sync {
 
     /// The schema in force at this revision, if one was ever written.
     fn schema(&self) -> Result<Option<StoredSchema>, StoreError>;
+
+    /// A reader for the many small reads of one evaluation. It gives exactly what
+    /// [`Snapshot::query`] gives, but may keep store resources (RocksDB iterators) between
+    /// reads instead of creating them per read, which dominated the cost of small reads.
+    fn reader(&self) -> Box<dyn SnapshotReader + '_> {
+        Box::new(QueryReader(self))
+    }
+}
+
+/// Reads of one evaluation against one snapshot; see [`Snapshot::reader`]. Not shared between
+/// threads: one request owns it.
+pub trait SnapshotReader {
+    /// Live relationships matching `filter`, in [`Snapshot::query`] order.
+    fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError>;
+}
+
+/// The default reader: one [`Snapshot::query`] per read.
+struct QueryReader<'a, S: ?Sized>(&'a S);
+
+impl<S: Snapshot + ?Sized> SnapshotReader for QueryReader<'_, S> {
+    fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {
+        self.0.query(filter, None)?.collect()
+    }
 }
 
 /// A callback run inside [`Store::write_schema`] against the latest state, under the write lock.
