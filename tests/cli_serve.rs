@@ -241,6 +241,8 @@ fn metrics_endpoint_reports_rpcs_and_store_gauges() {
         "CheckPermission",
         "tessera_store_head_revision",
         "tessera_store_disk_bytes",
+        "tessera_check_cache_hits_total",
+        "tessera_check_cache_entries",
     ] {
         assert!(
             response.contains(needle),

@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::store::Store;
+use crate::service::Tessera;
 
 use super::error::CliError;
 
@@ -51,6 +51,18 @@ pub fn install_recorder() -> Result<PrometheusHandle, CliError> {
         metrics::Unit::Bytes,
         "Bytes used by the data directory on disk."
     );
+    metrics::describe_counter!(
+        "tessera_check_cache_hits_total",
+        "Check sub-problems answered by the cache shared across requests."
+    );
+    metrics::describe_counter!(
+        "tessera_check_cache_misses_total",
+        "Check sub-problems looked up in the shared cache and not found (or expired)."
+    );
+    metrics::describe_gauge!(
+        "tessera_check_cache_entries",
+        "Answers currently held by the shared check cache."
+    );
     Ok(handle)
 }
 
@@ -63,12 +75,16 @@ pub async fn run_upkeep(handle: PrometheusHandle) {
     }
 }
 
-/// Refreshes the store gauges forever.
-pub async fn run_store_gauges(store: Arc<dyn Store>, data_dir: PathBuf) {
+/// Refreshes the store and check-cache gauges forever.
+pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: PathBuf) {
     let mut tick = tokio::time::interval(GAUGE_INTERVAL);
     loop {
         tick.tick().await;
-        let store = store.clone();
+        let cache = tessera.check_cache_stats();
+        metrics::counter!("tessera_check_cache_hits_total").absolute(cache.hits);
+        metrics::counter!("tessera_check_cache_misses_total").absolute(cache.misses);
+        metrics::gauge!("tessera_check_cache_entries").set(cache.entries as f64);
+        let store = tessera.store().clone();
         let dir = data_dir.clone();
         let sample = tokio::task::spawn_blocking(move || {
             (

@@ -218,7 +218,7 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
             background.push(tokio::spawn(metrics::run_upkeep(handle.clone())));
             background.push(tokio::spawn(metrics::serve(listener, handle)));
             background.push(tokio::spawn(metrics::run_store_gauges(
-                store.clone(),
+                tessera.clone(),
                 settings.data_dir.clone(),
             )));
             Some(bound.to_string())
