@@ -12,7 +12,7 @@ use crate::api::proto::tessera::admin::v1 as pb;
 use crate::auth::{self, AccessGrant, Capability, Revocation};
 use crate::service::ServiceError;
 
-use super::call::{Backend, Rpc, RpcType};
+use super::call::Backend;
 use super::convert;
 use super::error::invalid;
 use pb::access_service_server::AccessService;
@@ -61,15 +61,15 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::GrantResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "Grant", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let admin = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            backend
-                .blocking(move |b| {
-                    // Authorization first: a non-admin learns nothing about its request.
-                    b.authorize(&admin, &Capability::Admin)?;
+        // Validation happens after authorization: a non-admin learns nothing about its request.
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "Grant",
+                request,
+                Capability::Admin,
+                Ok,
+                |b, admin, req| {
                     let capability = capability("capability", &req.capability)?;
                     let revision =
                         auth::grant(&b.tessera, &req.caller, &capability, Some(&admin.id))?;
@@ -77,24 +77,23 @@ impl AccessService for AccessApi {
                     Ok(pb::GrantResponse {
                         written_at: Some(convert::zookie(revision)),
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn revoke(
         &self,
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "Revoke", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let admin = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            backend
-                .blocking(move |b| {
-                    b.authorize(&admin, &Capability::Admin)?;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "Revoke",
+                request,
+                Capability::Admin,
+                Ok,
+                |b, admin, req| {
                     let by = Some(admin.id.as_str());
                     let revocation = match (req.capability.trim().is_empty(), req.all) {
                         (true, true) => {
@@ -127,33 +126,31 @@ impl AccessService for AccessApi {
                         );
                     }
                     Ok(revoke_response(revocation))
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn list(
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "List", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let admin = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            backend
-                .blocking(move |b| {
-                    b.authorize(&admin, &Capability::Admin)?;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "List",
+                request,
+                Capability::Admin,
+                Ok,
+                |b, _, req| {
                     let caller = (!req.caller.is_empty()).then_some(req.caller.as_str());
                     let (grants, revision) = auth::list_with_revision(&b.tessera, caller)?;
                     Ok(pb::ListResponse {
                         grants: grants.into_iter().map(grant_to_proto).collect(),
                         read_at: Some(convert::zookie(revision)),
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 }

@@ -62,6 +62,37 @@ impl Backend {
             .map_err(error::auth)
     }
 
+    /// The common shape of a unary RPC: metrics and span, authentication, `prepare` (the
+    /// request's validation, on the async side), then on the blocking pool the authorization
+    /// of `capability` and `body`.
+    pub async fn authorized_unary<Req, P, T>(
+        &self,
+        service: &'static str,
+        method: &'static str,
+        request: Request<Req>,
+        capability: Capability,
+        prepare: impl FnOnce(Req) -> Result<P, ServiceError>,
+        body: impl FnOnce(&Backend, &Caller, P) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<Response<T>, Status>
+    where
+        P: Send + 'static,
+        T: Send + 'static,
+    {
+        let rpc = Rpc::start(service, method, RpcType::Unary);
+        let backend = self.clone();
+        rpc.unary(async move {
+            let caller = backend.authenticate(&request)?;
+            let prepared = prepare(request.into_inner())?;
+            backend
+                .blocking(move |b| {
+                    b.authorize(&caller, &capability)?;
+                    body(b, &caller, prepared)
+                })
+                .await
+        })
+        .await
+    }
+
     /// Runs synchronous store/engine work on the blocking pool, inside the current span.
     pub async fn blocking<T, F>(&self, f: F) -> Result<T, ServiceError>
     where

@@ -12,7 +12,7 @@ use crate::schema::{
     RelationRef, Schema, SchemaDiff,
 };
 
-use super::call::{Backend, Rpc, RpcType};
+use super::call::Backend;
 use super::convert;
 use super::error::invalid;
 use pb::schema_service_server::SchemaService;
@@ -286,60 +286,60 @@ impl SchemaService for SchemaApi {
         &self,
         request: Request<pb::ReadSchemaRequest>,
     ) -> Result<Response<pb::ReadSchemaResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "ReadSchema", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let (text, revision) = backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
-                    b.tessera.read_schema(Consistency::FullyConsistent)
-                })
-                .await?;
-            Ok(pb::ReadSchemaResponse {
-                schema_text: text,
-                read_at: Some(convert::zookie(revision)),
-            })
-        })
-        .await
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "ReadSchema",
+                request,
+                Capability::Read,
+                Ok,
+                |b, _, _| {
+                    let (text, revision) = b.tessera.read_schema(Consistency::FullyConsistent)?;
+                    Ok(pb::ReadSchemaResponse {
+                        schema_text: text,
+                        read_at: Some(convert::zookie(revision)),
+                    })
+                },
+            )
+            .await
     }
 
     async fn write_schema(
         &self,
         request: Request<pb::WriteSchemaRequest>,
     ) -> Result<Response<pb::WriteSchemaResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "WriteSchema", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let text = request.into_inner().schema;
-            let revision = backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::WriteSchema)?;
-                    b.tessera.write_schema(&text, Some(caller.id))
-                })
-                .await?;
-            Ok(pb::WriteSchemaResponse {
-                written_at: Some(convert::zookie(revision)),
-            })
-        })
-        .await
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "WriteSchema",
+                request,
+                Capability::WriteSchema,
+                |req| Ok(req.schema),
+                |b, caller, text| {
+                    let revision = b.tessera.write_schema(&text, Some(caller.id.clone()))?;
+                    Ok(pb::WriteSchemaResponse {
+                        written_at: Some(convert::zookie(revision)),
+                    })
+                },
+            )
+            .await
     }
 
     async fn reflect_schema(
         &self,
         request: Request<pb::ReflectSchemaRequest>,
     ) -> Result<Response<pb::ReflectSchemaResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "ReflectSchema", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let filters = reflection_filters(&req.optional_filters)?;
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "ReflectSchema",
+                request,
+                Capability::Read,
+                |req| {
+                    let consistency = convert::consistency(req.consistency.as_ref())?;
+                    Ok((consistency, reflection_filters(&req.optional_filters)?))
+                },
+                |b, _, (consistency, filters)| {
                     let view = b.tessera.view(consistency)?;
                     let (definitions, caveats) = reflect(view.schema()?, &filters);
                     Ok(pb::ReflectSchemaResponse {
@@ -347,29 +347,32 @@ impl SchemaService for SchemaApi {
                         caveats,
                         read_at: Some(convert::zookie(view.revision())),
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn computable_permissions(
         &self,
         request: Request<pb::ComputablePermissionsRequest>,
     ) -> Result<Response<pb::ComputablePermissionsResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "ComputablePermissions", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let definition = convert::object_type("definition_name", &req.definition_name)?;
-            // An empty relation asks about the definition's objects used directly as subjects.
-            let relation = convert::optional_relation("relation_name", &req.relation_name)?;
-            let prefix = Some(req.optional_definition_name_filter).filter(|p| !p.is_empty());
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "ComputablePermissions",
+                request,
+                Capability::Read,
+                |req| {
+                    let consistency = convert::consistency(req.consistency.as_ref())?;
+                    let definition = convert::object_type("definition_name", &req.definition_name)?;
+                    // An empty relation asks about the definition's objects used directly as
+                    // subjects.
+                    let relation = convert::optional_relation("relation_name", &req.relation_name)?;
+                    let prefix =
+                        Some(req.optional_definition_name_filter).filter(|p| !p.is_empty());
+                    Ok((consistency, definition, relation, prefix))
+                },
+                |b, _, (consistency, definition, relation, prefix)| {
                     let view = b.tessera.view(consistency)?;
                     let found = crate::schema::computable_permissions(
                         view.schema()?,
@@ -381,27 +384,28 @@ impl SchemaService for SchemaApi {
                         permissions: found.into_iter().map(relation_reference).collect(),
                         read_at: Some(convert::zookie(view.revision())),
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn dependent_relations(
         &self,
         request: Request<pb::DependentRelationsRequest>,
     ) -> Result<Response<pb::DependentRelationsResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "DependentRelations", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let definition = convert::object_type("definition_name", &req.definition_name)?;
-            let permission = convert::relation("permission_name", &req.permission_name)?;
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "DependentRelations",
+                request,
+                Capability::Read,
+                |req| {
+                    let consistency = convert::consistency(req.consistency.as_ref())?;
+                    let definition = convert::object_type("definition_name", &req.definition_name)?;
+                    let permission = convert::relation("permission_name", &req.permission_name)?;
+                    Ok((consistency, definition, permission))
+                },
+                |b, _, (consistency, definition, permission)| {
                     let view = b.tessera.view(consistency)?;
                     let found = crate::schema::dependent_relations(
                         view.schema()?,
@@ -412,28 +416,30 @@ impl SchemaService for SchemaApi {
                         relations: found.into_iter().map(relation_reference).collect(),
                         read_at: Some(convert::zookie(view.revision())),
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn diff_schema(
         &self,
         request: Request<pb::DiffSchemaRequest>,
     ) -> Result<Response<pb::DiffSchemaResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "DiffSchema", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let comparison = crate::schema::compile("comparison_schema", &req.comparison_schema)
-                .map_err(|d| invalid("comparison_schema", d))?
-                .schema;
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "DiffSchema",
+                request,
+                Capability::Read,
+                |req| {
+                    let consistency = convert::consistency(req.consistency.as_ref())?;
+                    let comparison =
+                        crate::schema::compile("comparison_schema", &req.comparison_schema)
+                            .map_err(|d| invalid("comparison_schema", d))?
+                            .schema;
+                    Ok((consistency, comparison))
+                },
+                |b, _, (consistency, comparison)| {
                     let view = b.tessera.view(consistency)?;
                     // Before the first WriteSchema the stored schema is empty: every element
                     // of the comparison schema is an addition.
@@ -446,10 +452,9 @@ impl SchemaService for SchemaApi {
                         diffs,
                         read_at: Some(convert::zookie(view.revision())),
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 }
 

@@ -212,6 +212,20 @@ async fn timed<T>(
     (started.elapsed(), result)
 }
 
+/// The outcome of a streamed lookup: its failure, a wrong answer (when verifying and
+/// `correct` rejects the ids), or the number of results.
+fn streamed_outcome(
+    result: Result<(u64, Vec<String>), &'static str>,
+    verify: bool,
+    correct: impl FnOnce(&[String]) -> bool,
+) -> Outcome {
+    match result {
+        Err(code) => Outcome::Failed(code),
+        Ok((_, ids)) if verify && !correct(&ids) => Outcome::Failed(WRONG_ANSWER),
+        Ok((count, _)) => Outcome::Ok { items: count },
+    }
+}
+
 fn document_ref(id: String) -> pb::ObjectReference {
     pb::ObjectReference {
         object_type: "document".into(),
@@ -384,21 +398,11 @@ impl MixWorker {
             Ok((count, ids))
         })
         .await;
-        let outcome = match r {
-            Err(code) => Outcome::Failed(code),
-            Ok((count, ids)) => {
-                if verify
-                    && self
-                        .dataset
-                        .verify_lookup_resources(&s, ids.iter().map(String::as_str))
-                        .is_err()
-                {
-                    Outcome::Failed(WRONG_ANSWER)
-                } else {
-                    Outcome::Ok { items: count }
-                }
-            }
-        };
+        let outcome = streamed_outcome(r, verify, |ids| {
+            self.dataset
+                .verify_lookup_resources(&s, ids.iter().map(String::as_str))
+                .is_ok()
+        });
         (latency, outcome)
     }
 
@@ -436,21 +440,11 @@ impl MixWorker {
             Ok((count, ids))
         })
         .await;
-        let outcome = match r {
-            Err(code) => Outcome::Failed(code),
-            Ok((count, ids)) => {
-                if verify
-                    && self
-                        .dataset
-                        .verify_lookup_subjects(&s, ids.iter().map(String::as_str))
-                        .is_err()
-                {
-                    Outcome::Failed(WRONG_ANSWER)
-                } else {
-                    Outcome::Ok { items: count }
-                }
-            }
-        };
+        let outcome = streamed_outcome(r, verify, |ids| {
+            self.dataset
+                .verify_lookup_subjects(&s, ids.iter().map(String::as_str))
+                .is_ok()
+        });
         (latency, outcome)
     }
 
