@@ -399,18 +399,12 @@ impl Inner {
         let mut chunks = 0u32;
         let mut key = Vec::with_capacity(128);
         for c in &changes {
-            key.clear();
-            key.extend_from_slice(&c.forward);
-            keys::put_version(&mut key, revision);
-            batch.put_cf(fwd, &key, &c.version);
             if let Some(e) = &c.expiration {
+                key.clear();
+                key.extend_from_slice(&c.forward);
+                keys::put_version(&mut key, revision);
                 batch.put_cf(exp, keys::expiry_key(e, &key), []);
             }
-            key.clear();
-            key.extend_from_slice(&c.reverse);
-            keys::put_version(&mut key, revision);
-            batch.put_cf(rev_cf, &key, &c.version);
-
             codec::put_change(
                 &mut chunk,
                 c.op,
@@ -428,6 +422,25 @@ impl Inner {
         if in_chunk > 0 {
             chunks += 1;
             batch.put_cf(log, keys::changelog_key(revision, chunks), &chunk);
+        }
+        // A memtable insert is cheap next to the previous one and costly anywhere else (the
+        // skiplist recomputes its insertion point): a quarter of bulk-import time went there.
+        // So each index's keys go into the batch sorted (bulk imports already arrive in
+        // forward order; the reverse index's order is always different).
+        let mut sorted: Vec<&Change> = changes.iter().collect();
+        sorted.sort_by(|a, b| a.forward.cmp(&b.forward));
+        for c in &sorted {
+            key.clear();
+            key.extend_from_slice(&c.forward);
+            keys::put_version(&mut key, revision);
+            batch.put_cf(fwd, &key, &c.version);
+        }
+        sorted.sort_unstable_by(|a, b| a.reverse.cmp(&b.reverse));
+        for c in &sorted {
+            key.clear();
+            key.extend_from_slice(&c.reverse);
+            keys::put_version(&mut key, revision);
+            batch.put_cf(rev_cf, &key, &c.version);
         }
         let header = codec::ChangeHeader {
             committed_at,
