@@ -395,24 +395,25 @@ impl PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::CheckPermissionRequest>,
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "CheckPermission", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let started = Instant::now();
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let item = check_item(
-                "",
-                req.resource.as_ref(),
-                &req.permission,
-                req.subject.as_ref(),
-                req.context.as_ref(),
-            )?;
-            let tracing = req.with_tracing;
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
+        let started = Instant::now();
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "CheckPermission",
+                request,
+                Capability::Read,
+                |req| {
+                    let consistency = convert::consistency(req.consistency.as_ref())?;
+                    let item = check_item(
+                        "",
+                        req.resource.as_ref(),
+                        &req.permission,
+                        req.subject.as_ref(),
+                        req.context.as_ref(),
+                    )?;
+                    Ok((consistency, item, req.with_tracing))
+                },
+                move |b, _, (consistency, item, tracing)| {
                     let view = b.tessera.view(consistency)?;
                     let outcome = b.tessera.check(
                         &view,
@@ -441,10 +442,9 @@ impl PermissionsService for PermissionsApi {
                         debug_trace,
                         optional_expires_at: None,
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn check_bulk_permissions(
@@ -452,27 +452,29 @@ impl PermissionsService for PermissionsApi {
         request: Request<pb::CheckBulkPermissionsRequest>,
     ) -> Result<Response<pb::CheckBulkPermissionsResponse>, Status> {
         use pb::check_bulk_permissions_pair::Response as PairResponse;
-        let rpc = Rpc::start(SERVICE, "CheckBulkPermissions", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let started = Instant::now();
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let max = backend.tessera.config().max_bulk_check_items;
-            if req.items.len() > max {
-                return Err(invalid(
-                    "items",
-                    format!(
-                        "{} items exceed the limit of {max} per request",
-                        req.items.len()
-                    ),
-                ));
-            }
-            let tracing = req.with_tracing;
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
+        let started = Instant::now();
+        let max = self.backend.tessera.config().max_bulk_check_items;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "CheckBulkPermissions",
+                request,
+                Capability::Read,
+                |req| {
+                    let consistency = convert::consistency(req.consistency.as_ref())?;
+                    if req.items.len() > max {
+                        return Err(invalid(
+                            "items",
+                            format!(
+                                "{} items exceed the limit of {max} per request",
+                                req.items.len()
+                            ),
+                        ));
+                    }
+                    Ok((consistency, req))
+                },
+                move |b, _, (consistency, req)| {
+                    let tracing = req.with_tracing;
                     // One snapshot for every item.
                     let view = b.tessera.view(consistency)?;
                     let pairs = req
@@ -529,37 +531,38 @@ impl PermissionsService for PermissionsApi {
                         checked_at: Some(convert::zookie(view.revision())),
                         pairs,
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn expand_permission_tree(
         &self,
         request: Request<pb::ExpandPermissionTreeRequest>,
     ) -> Result<Response<pb::ExpandPermissionTreeResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "ExpandPermissionTree", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let resource = convert::object_ref("resource", req.resource.as_ref())?;
-            let permission = convert::relation("permission", &req.permission)?;
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
+        self.backend
+            .authorized_unary(
+                SERVICE,
+                "ExpandPermissionTree",
+                request,
+                Capability::Read,
+                |req| {
+                    Ok((
+                        convert::consistency(req.consistency.as_ref())?,
+                        convert::object_ref("resource", req.resource.as_ref())?,
+                        convert::relation("permission", &req.permission)?,
+                    ))
+                },
+                |b, _, (consistency, resource, permission)| {
                     let view = b.tessera.view(consistency)?;
                     let tree = b.tessera.expand(&view, &resource, &permission)?;
                     Ok(pb::ExpandPermissionTreeResponse {
                         expanded_at: Some(convert::zookie(view.revision())),
                         tree_root: Some(convert::expand_tree(&tree, None)),
                     })
-                })
-                .await
-        })
-        .await
+                },
+            )
+            .await
     }
 
     async fn lookup_resources(
