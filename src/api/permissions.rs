@@ -88,6 +88,20 @@ fn decode_cursor(
         .transpose()
 }
 
+/// A lookup's cursor and the id its page continues after.
+fn decode_lookup_cursor(
+    c: Option<&pb::Cursor>,
+    kind: CursorKind,
+    fingerprint: u64,
+) -> Result<(Option<Cursor>, Option<String>), ServiceError> {
+    let cursor = decode_cursor(c, kind, fingerprint)?;
+    let after = cursor
+        .as_ref()
+        .map(|c| cursor::id_from_fields(&c.fields))
+        .transpose()?;
+    Ok((cursor, after))
+}
+
 fn encode_cursor(
     kind: CursorKind,
     view: &ReadView,
@@ -587,11 +601,7 @@ impl PermissionsService for PermissionsApi {
                 .str(&permission)
                 .str(&subject.to_string());
             let fp = context_fingerprint(fp, &context).finish();
-            let cursor = decode_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
-            let after = cursor
-                .as_ref()
-                .map(|c| cursor::id_from_fields(&c.fields))
-                .transpose()?;
+            let (cursor, after) = decode_lookup_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
             let (view, found) = backend
                 .blocking(move |b| {
                     b.authorize(&caller, &Capability::Read)?;
@@ -676,11 +686,7 @@ impl PermissionsService for PermissionsApi {
                     "concrete"
                 });
             let fp = context_fingerprint(fp, &context).finish();
-            let cursor = decode_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
-            let after = cursor
-                .as_ref()
-                .map(|c| cursor::id_from_fields(&c.fields))
-                .transpose()?;
+            let (cursor, after) = decode_lookup_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
             let (view, found) = backend
                 .blocking(move |b| {
                     b.authorize(&caller, &Capability::Read)?;

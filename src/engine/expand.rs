@@ -10,10 +10,12 @@ use super::analysis::{NodeId, NodeKind, Rw};
 use super::check::{group_by_subject_object, group_end};
 use super::{EngineError, Evaluator, ExpandNode, ExpandSubject, ExpandTree};
 use crate::model::{ObjectRef, WILDCARD_ID};
+use crate::store::SnapshotReader;
 
 pub(crate) struct Expander<'e, 'a> {
     ev: &'e Evaluator<'a>,
     path: Vec<(NodeId, String)>,
+    reader: Box<dyn SnapshotReader + 'e>,
 }
 
 impl<'e, 'a> Expander<'e, 'a> {
@@ -21,6 +23,7 @@ impl<'e, 'a> Expander<'e, 'a> {
         Expander {
             ev,
             path: Vec::new(),
+            reader: ev.snapshot.reader(),
         }
     }
 
@@ -61,10 +64,10 @@ impl<'e, 'a> Expander<'e, 'a> {
         })
     }
 
-    fn leaf(&self, node: NodeId, id: &str) -> Result<ExpandNode, EngineError> {
+    fn leaf(&mut self, node: NodeId, id: &str) -> Result<ExpandNode, EngineError> {
         let subjects = self
             .ev
-            .read(node, id, None)?
+            .read_via(&mut *self.reader, node, id, None)?
             .into_iter()
             .map(|r| ExpandSubject {
                 subject: r.subject,
@@ -89,7 +92,7 @@ impl<'e, 'a> Expander<'e, 'a> {
                 computed_by_def,
                 all,
             } => {
-                let mut rels = self.ev.read(*tupleset, id, None)?;
+                let mut rels = self.ev.read_via(&mut *self.reader, *tupleset, id, None)?;
                 group_by_subject_object(&mut rels);
                 let mut children = Vec::new();
                 let mut i = 0;

@@ -20,6 +20,7 @@ use super::check::{group_by_subject_object, group_end};
 use super::outcome::{intersect, negate, union};
 use super::{CheckOutcome, EngineError, Evaluator, LookupSubject};
 use crate::model::{Context, WILDCARD_ID};
+use crate::store::SnapshotReader;
 
 /// A function from subject id to outcome: `default` for every id not in `members`.
 /// Invariant: no member has the default's value.
@@ -222,6 +223,8 @@ struct Run<'e, 'a> {
     stack: Vec<(NodeId, String)>,
     scc_active: Vec<u32>,
     low: usize,
+    /// This lookup's reads, sharing store resources between them.
+    reader: Box<dyn SnapshotReader + 'e>,
 }
 
 pub(crate) fn lookup(
@@ -254,6 +257,7 @@ pub(crate) fn lookup(
         stack: Vec::new(),
         scc_active: vec![0; index.scc_count],
         low: usize::MAX,
+        reader: ev.snapshot.reader(),
     };
     let set = run.key(node, object_id, 1)?;
     Ok(Rc::unwrap_or_clone(set).into_results())
@@ -332,7 +336,7 @@ impl Run<'_, '_> {
             self.subject_relation.is_none() && info.wildcard.contains(&self.subject_def);
 
         let mut acc = SubjectSet::empty();
-        for rel in self.ev.read(node, id, None)? {
+        for rel in self.ev.read_via(&mut *self.reader, node, id, None)? {
             let s = &rel.subject;
             let matches_type = s.object.object_type == self.subject_type
                 && s.relation.as_deref() == self.subject_relation;
@@ -404,7 +408,7 @@ impl Run<'_, '_> {
                 computed_by_def,
                 all,
             } => {
-                let mut rels = self.ev.read(*tupleset, id, None)?;
+                let mut rels = self.ev.read_via(&mut *self.reader, *tupleset, id, None)?;
                 group_by_subject_object(&mut rels);
                 let mut any = SubjectSet::empty();
                 let mut every = SubjectSet::constant(CheckOutcome::Has);

@@ -367,23 +367,9 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The stored relationships `type:id#relation@…`, optionally restricted to subjects
-    /// matching `subject`, collected so no store iterator stays open across recursion.
-    pub(crate) fn read(
-        &self,
-        node: NodeId,
-        object_id: &str,
-        subject: Option<SubjectFilter>,
-    ) -> Result<Vec<Relationship>, EngineError> {
-        let filter = self.relation_filter(node, object_id, subject);
-        let mut out = Vec::new();
-        for r in self.snapshot.query(&filter, None)? {
-            out.push(r?);
-        }
-        Ok(out)
-    }
-
-    /// Like [`Self::read`], through a request's [`SnapshotReader`] (which may reuse store
-    /// resources between the many small reads of one check).
+    /// matching `subject`, through a request's [`SnapshotReader`] (which reuses store
+    /// resources between the many small reads of one evaluation). Collected, so no store
+    /// iterator stays borrowed across recursion.
     pub(crate) fn read_via(
         &self,
         reader: &mut dyn SnapshotReader,
