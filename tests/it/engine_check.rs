@@ -1,7 +1,7 @@
 //! Check and Expand over hand-written schemas: every rewrite kind, wildcards, usersets,
 //! caveats, cycles and the depth limit.
 
-mod reference;
+use crate::reference;
 
 use reference::{Fixture, cond, ctx, object, subject_ref};
 use serde_json::json;

@@ -6,7 +6,7 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
-mod cli_support;
+use crate::cli_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

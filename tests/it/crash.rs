@@ -370,7 +370,7 @@ fn crash_recovery_keeps_every_acknowledged_write() {
         let stderr = File::create(dir.path().join("child.stderr")).expect("stderr file");
         let mut child = Command::new(&exe)
             .args([
-                "crash_child_writer",
+                "crash::crash_child_writer",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",

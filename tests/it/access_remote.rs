@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod api_support;
-mod cli_support;
+use crate::api_support;
+use crate::cli_support;
 
 use std::path::Path;
 use std::sync::Arc;

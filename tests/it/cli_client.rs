@@ -5,7 +5,7 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
-mod cli_support;
+use crate::cli_support;
 
 use std::collections::BTreeSet;
 

@@ -9,7 +9,7 @@
 //! is needed on the first run only) and prints one line per step; on failure the test shows its
 //! whole output and the server's log.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

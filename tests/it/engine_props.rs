@@ -7,7 +7,7 @@
 //! arrows (any/all) and nil. Data uses three ids per type so relationships overlap and form
 //! cycles. `PROPTEST_CASES` raises the number of cases (256 by default).
 
-mod reference;
+use crate::reference;
 
 use std::collections::HashMap;
 use std::sync::Arc;

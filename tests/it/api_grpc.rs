@@ -4,7 +4,7 @@
 // Test helpers outside `#[test]` functions fail loudly by design.
 #![allow(clippy::unwrap_used)]
 
-mod api_support;
+use crate::api_support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "cli_support/mod.rs"]
-mod cli_support;
+use crate::cli_support;
 
 use cli_support::Server;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! LookupResources and LookupSubjects over hand-written schemas.
 
-mod reference;
+use crate::reference;
 
 use reference::{Fixture, cond, ctx, lookup_subjects_outcome, object, subject_ref};
 use serde_json::json;
