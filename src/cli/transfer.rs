@@ -65,8 +65,8 @@ pub struct ImportArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// Where to write (standard output when omitted). With `--resume-cursor` the file is
-    /// appended to.
+    /// Where to write; `-` or nothing for standard output. With `--resume-cursor` the file
+    /// is appended to.
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Output format.
@@ -394,7 +394,9 @@ pub fn import(args: &ImportArgs) -> Result<u8, CliError> {
 pub fn export(args: &ExportArgs) -> Result<u8, CliError> {
     let filter = args.filter.as_deref().map(parse_filter).transpose()?;
     let consistency = args.consistency.to_proto()?;
-    let mut out: Box<dyn Write> = match &args.file {
+    // `-` is standard output, as `import -` reads standard input.
+    let file = args.file.as_ref().filter(|p| p.as_os_str() != "-");
+    let mut out: Box<dyn Write> = match file {
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -407,9 +409,7 @@ pub fn export(args: &ExportArgs) -> Result<u8, CliError> {
             Box::new(BufWriter::with_capacity(1 << 16, file))
         }
     };
-    let target = args
-        .file
-        .as_ref()
+    let target = file
         .map(|p| format!("`{}`", p.display()))
         .unwrap_or_else(|| "standard output".into());
     let write_err = |e: std::io::Error| CliError::io(format!("cannot write to {target}"), e);

@@ -369,6 +369,15 @@ fn import_export_round_trip_and_resume() {
     write_schema(&other, dir.path());
     other.cli_with_stdin(&["import", "-"], jsonl).ok();
     assert_eq!(lines(other.cli(&["export"]).ok()), expected);
+    // `-` is standard output too (as `import -` is standard input), never a file named `-`
+    // in the working directory (the child inherits this process's).
+    let dash_file = std::env::current_dir().unwrap().join("-");
+    assert!(
+        !dash_file.exists(),
+        "a file named `-` exists before the test"
+    );
+    assert_eq!(lines(other.cli(&["export", "-"]).ok()), expected);
+    assert!(!dash_file.exists(), "`export -` created a file named `-`");
 
     // Export in two parts: --limit prints the cursor, --resume-cursor appends the rest.
     let parts = dir.path().join("parts.txt");
