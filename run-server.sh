@@ -9,15 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need_pkgs=()
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null | head -n1)" ] || need_pkgs+=(libclang-dev)
-command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-    echo "==> installing system packages: ${need_pkgs[*]}" >&2
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
-fi
+scripts/setup-deps.sh build
 
 echo "==> cargo build --release" >&2
 cargo build --release --locked --bin tessera

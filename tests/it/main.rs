@@ -30,6 +30,7 @@ mod engine_props;
 mod new_enemy;
 mod python_client;
 mod schema_golden;
+mod setup_script;
 mod store_memory;
 mod store_rocks;
 mod validate_cli;
