@@ -9,7 +9,7 @@ use tonic::{Code, Status};
 
 use crate::auth::AuthError;
 use crate::consistency::ZookieError;
-use crate::service::{ErrorKind, ServiceError};
+use crate::service::{CUT_NOTE_START, ErrorKind, MAX_ERROR_MESSAGE_BYTES, ServiceError};
 
 /// The gRPC code of an error kind.
 pub fn code(kind: ErrorKind) -> Code {
@@ -34,7 +34,50 @@ pub fn status(e: ServiceError) -> Status {
         // caller only needs to know the request did not fail because of its input.
         tracing::error!(error = %e.message, "internal error");
     }
-    Status::new(code, e.message)
+    Status::new(code, fit_grpc_message(e.message))
+}
+
+/// The `grpc-message` trailer percent-encodes every byte outside printable ASCII (and `%`)
+/// as three: a message within [`MAX_ERROR_MESSAGE_BYTES`] can still triple on the wire. Cut
+/// such a message further so its encoded form stays within the same budget.
+fn fit_grpc_message(message: String) -> String {
+    let encoded = |s: &str| -> usize {
+        s.bytes()
+            .map(|b| {
+                if (0x20..0x7f).contains(&b) && b != b'%' {
+                    1
+                } else {
+                    3
+                }
+            })
+            .sum()
+    };
+    if encoded(&message) <= MAX_ERROR_MESSAGE_BYTES {
+        return message;
+    }
+    // A message the service already cut keeps its note (which has the original length).
+    let (message, note) = match message.rfind(CUT_NOTE_START) {
+        Some(at) if message.ends_with(']') => {
+            let (body, note) = message.split_at(at);
+            (body.to_string(), note.to_string())
+        }
+        _ => {
+            let note = format!("{CUT_NOTE_START}{} bytes in all]", message.len());
+            (message, note)
+        }
+    };
+    let budget = MAX_ERROR_MESSAGE_BYTES.saturating_sub(encoded(&note));
+    let mut used = 0;
+    let mut cut = 0;
+    for (i, c) in message.char_indices() {
+        let mut buf = [0u8; 4];
+        used += encoded(c.encode_utf8(&mut buf));
+        if used > budget {
+            break;
+        }
+        cut = i + c.len_utf8();
+    }
+    format!("{}{note}", &message[..cut])
 }
 
 impl From<ServiceError> for Status {
@@ -140,6 +183,43 @@ mod tests {
             assert_eq!(s.code(), expected, "{message}");
             assert_eq!(s.message(), message);
         }
+    }
+
+    #[test]
+    fn messages_stay_within_the_budget_on_the_wire() {
+        let ascii = status(ServiceError::new(
+            ErrorKind::InvalidArgument,
+            "x".repeat(100_000),
+        ));
+        assert!(ascii.message().len() <= MAX_ERROR_MESSAGE_BYTES);
+        assert!(
+            ascii
+                .message()
+                .ends_with("[message cut: 100000 bytes in all]")
+        );
+        // Non-ASCII text is percent-encoded in the trailer: its encoded size is what counts.
+        let wide = status(ServiceError::new(
+            ErrorKind::InvalidArgument,
+            "é".repeat(4000),
+        ));
+        let encoded: usize = wide
+            .message()
+            .bytes()
+            .map(|b| {
+                if (0x20..0x7f).contains(&b) && b != b'%' {
+                    1
+                } else {
+                    3
+                }
+            })
+            .sum();
+        assert!(encoded <= MAX_ERROR_MESSAGE_BYTES, "{encoded}");
+        assert!(wide.message().starts_with("éé"));
+        assert!(
+            wide.message().ends_with("[message cut: 8000 bytes in all]"),
+            "{}",
+            wide.message()
+        );
     }
 
     #[test]
