@@ -433,13 +433,11 @@ impl SchemaService for SchemaApi {
                 Capability::Read,
                 |req| {
                     let consistency = convert::consistency(req.consistency.as_ref())?;
-                    let comparison =
-                        crate::schema::compile("comparison_schema", &req.comparison_schema)
-                            .map_err(|d| invalid("comparison_schema", d))?
-                            .schema;
-                    Ok((consistency, comparison))
+                    Ok((consistency, req.comparison_schema))
                 },
-                |b, _, (consistency, comparison)| {
+                |b, _, (consistency, text)| {
+                    // Compiled on the blocking pool, within the server's schema limits.
+                    let comparison = b.tessera.compile_schema("comparison_schema", &text)?;
                     let view = b.tessera.view(consistency)?;
                     // Before the first WriteSchema the stored schema is empty: every element
                     // of the comparison schema is an addition.

@@ -95,13 +95,27 @@ pub enum SchemaViolation {
     },
 }
 
+/// The names, quoted, at most a handful of them (the rest counted): an error message must not
+/// grow with the schema.
 fn list(items: impl Iterator<Item = String>) -> String {
-    let v: Vec<String> = items.map(|s| format!("`{s}`")).collect();
-    if v.is_empty() {
-        "none".to_string()
-    } else {
-        v.join(", ")
+    const SHOWN: usize = 10;
+    let mut shown = Vec::new();
+    let mut more = 0usize;
+    for s in items {
+        if shown.len() < SHOWN {
+            shown.push(format!("`{s}`"));
+        } else {
+            more += 1;
+        }
     }
+    if shown.is_empty() {
+        return "none".to_string();
+    }
+    let mut out = shown.join(", ");
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
+    }
+    out
 }
 
 impl Schema {

@@ -8,7 +8,7 @@
 mod errors;
 mod schema_change;
 
-pub use errors::{ErrorKind, ServiceError};
+pub use errors::{CUT_NOTE_START, ErrorKind, MAX_ERROR_MESSAGE_BYTES, ServiceError, cap_message};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::engine::{
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
 };
-use crate::schema::Schema;
+use crate::schema::{Schema, SchemaLimits};
 use crate::store::{
     ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate, Snapshot, Store,
     TransactionMetadata, WriteTransaction,
@@ -47,6 +47,8 @@ pub struct ServiceConfig {
     pub max_staleness: std::time::Duration,
     /// How many check sub-problem answers to share across requests (0 disables the cache).
     pub check_cache_entries: usize,
+    /// What a schema sent by a caller (WriteSchema, DiffSchema) may cost.
+    pub schema_limits: SchemaLimits,
 }
 
 impl Default for ServiceConfig {
@@ -60,6 +62,7 @@ impl Default for ServiceConfig {
             max_read_page: 1000,
             max_staleness: std::time::Duration::from_millis(100),
             check_cache_entries: crate::engine::DEFAULT_CHECK_CACHE_ENTRIES,
+            schema_limits: SchemaLimits::default(),
         }
     }
 }
@@ -220,14 +223,16 @@ impl Tessera {
         if let Some(s) = self.schemas.lock().get(&stored.written_at) {
             return Ok(Some(s.clone()));
         }
-        let compiled = crate::schema::compile("schema", &stored.text)
-            .map_err(|d| {
-                ServiceError::new(
-                    ErrorKind::Internal,
-                    format!("the stored schema no longer compiles: {d}"),
-                )
-            })?
-            .schema;
+        // A stored schema was accepted once: it loads even if the limits were lowered since.
+        let compiled =
+            crate::schema::compile_with("schema", &stored.text, &SchemaLimits::unlimited())
+                .map_err(|d| {
+                    ServiceError::new(
+                        ErrorKind::Internal,
+                        format!("the stored schema no longer compiles: {d}"),
+                    )
+                })?
+                .schema;
         let compiled = CompiledSchema {
             index: Arc::new(SchemaIndex::new(&compiled)),
             schema: compiled,
@@ -260,6 +265,22 @@ impl Tessera {
         }
     }
 
+    /// Compiles schema text sent by a caller within the configured [`SchemaLimits`]; errors
+    /// are INVALID_ARGUMENT naming `field`, with as many rendered diagnostics as fit in an
+    /// error message.
+    pub fn compile_schema(&self, field: &str, text: &str) -> Result<Arc<Schema>, ServiceError> {
+        crate::schema::compile_with(field, text, &self.config.schema_limits)
+            .map(|out| out.schema)
+            .map_err(|d| {
+                let prefix = format!("{field}: ");
+                let budget = MAX_ERROR_MESSAGE_BYTES.saturating_sub(prefix.len());
+                ServiceError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{prefix}{}", d.render_within(budget)),
+                )
+            })
+    }
+
     /// Compiles `text` and stores it atomically, refusing changes that would orphan stored
     /// relationships (a removed relation or subject type still in use).
     pub fn write_schema(
@@ -267,9 +288,7 @@ impl Tessera {
         text: &str,
         caller: Option<String>,
     ) -> Result<Revision, ServiceError> {
-        let compiled = crate::schema::compile("schema", text)
-            .map_err(|d| ServiceError::new(ErrorKind::InvalidArgument, d.to_string()))?
-            .schema;
+        let compiled = self.compile_schema("schema", text)?;
         if let Some(name) = compiled
             .definitions
             .keys()
@@ -286,9 +305,11 @@ impl Tessera {
         let _gate = self.schema_gate.write();
         let mut check = |snapshot: &dyn Snapshot| -> Result<(), crate::store::StoreError> {
             let old = match snapshot.schema()? {
-                Some(stored) => crate::schema::compile("schema", &stored.text)
-                    .ok()
-                    .map(|o| o.schema),
+                Some(stored) => {
+                    crate::schema::compile_with("schema", &stored.text, &SchemaLimits::unlimited())
+                        .ok()
+                        .map(|o| o.schema)
+                }
                 None => None,
             };
             schema_change::check_no_orphans(old.as_deref(), &compiled, snapshot)
