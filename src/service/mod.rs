@@ -49,6 +49,9 @@ pub struct ServiceConfig {
     pub check_cache_entries: usize,
     /// What a schema sent by a caller (WriteSchema, DiffSchema) may cost.
     pub schema_limits: SchemaLimits,
+    /// Largest caveat context stored with one relationship, in bytes of its compact JSON
+    /// encoding (the reference's default: 4096).
+    pub max_caveat_context_bytes: usize,
 }
 
 impl Default for ServiceConfig {
@@ -63,6 +66,7 @@ impl Default for ServiceConfig {
             max_staleness: std::time::Duration::from_millis(100),
             check_cache_entries: crate::engine::DEFAULT_CHECK_CACHE_ENTRIES,
             schema_limits: SchemaLimits::default(),
+            max_caveat_context_bytes: 4096,
         }
     }
 }
@@ -359,15 +363,19 @@ impl Tessera {
             }
         }
         check_reserved_preconditions(&preconditions)?;
+        for (i, u) in updates.iter().enumerate() {
+            self.check_context_size(&format!("updates[{i}]"), &u.relationship)?;
+        }
         let _gate = self.schema_gate.read();
         let schema = self.head_schema()?;
-        for u in &updates {
+        check_precondition_types(&schema, &preconditions)?;
+        for (i, u) in updates.iter().enumerate() {
             // Deletes of relationships the schema no longer allows must stay possible only if
             // they could exist; a delete of an impossible relationship is harmless but still a
             // caller mistake worth reporting, as the reference does.
             schema
                 .validate_relationship(&u.relationship)
-                .map_err(ServiceError::from)?;
+                .map_err(|e| relationship_error(&format!("updates[{i}]"), &u.relationship, e))?;
         }
         let revision = self.store.write(WriteTransaction {
             updates,
@@ -408,6 +416,7 @@ impl Tessera {
         let _gate = self.schema_gate.read();
         let schema = self.head_schema()?;
         check_filter_types(&schema, &filter)?;
+        check_precondition_types(&schema, &preconditions)?;
         let outcome = self.store.delete_by_filter(DeleteByFilter {
             filter,
             preconditions,
@@ -436,16 +445,40 @@ impl Tessera {
             };
             return Err(reserved_type_error("relationships", t));
         }
+        for r in &relationships {
+            self.check_context_size("relationships", r)?;
+        }
         let _gate = self.schema_gate.read();
         let schema = self.head_schema()?;
         for r in &relationships {
             schema
                 .validate_relationship(r)
-                .map_err(ServiceError::from)?;
+                .map_err(|e| relationship_error("relationships", r, e))?;
         }
         let revision = self.store.bulk_import(relationships, caller)?;
         self.notify_commit(revision);
         Ok(revision)
+    }
+
+    /// A relationship's stored caveat context is at most
+    /// [`ServiceConfig::max_caveat_context_bytes`] in its compact JSON encoding.
+    fn check_context_size(&self, field: &str, r: &Relationship) -> Result<(), ServiceError> {
+        let Some(c) = r.caveat.as_ref().filter(|c| !c.context.is_empty()) else {
+            return Ok(());
+        };
+        let max = self.config.max_caveat_context_bytes;
+        let size = serde_json::to_vec(&c.context).map_or(usize::MAX, |b| b.len());
+        if size > max {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{field}: the caveat context of relationship `{}` encodes to {size} bytes, \
+                     more than the limit of {max} bytes",
+                    shown_key(r)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_precondition_count(&self, n: usize) -> Result<(), ServiceError> {
@@ -701,6 +734,58 @@ fn check_reserved_preconditions(preconditions: &[Precondition]) -> Result<(), Se
         check_reserved_filter(&format!("optional_preconditions[{i}].filter"), &p.filter)?;
     }
     Ok(())
+}
+
+/// Preconditions must name known types and relations, whatever their kind: a misspelled
+/// MUST_NOT_MATCH guard would otherwise always pass.
+fn check_precondition_types(
+    schema: &Schema,
+    preconditions: &[Precondition],
+) -> Result<(), ServiceError> {
+    for (i, p) in preconditions.iter().enumerate() {
+        check_filter_types(schema, &p.filter).map_err(|e| {
+            ServiceError::new(
+                e.kind,
+                format!("optional_preconditions[{i}].filter: {}", e.message),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A relationship's key for messages, its middle elided when long (ids reach 1 KiB).
+fn shown_key(r: &Relationship) -> String {
+    let key = r.key().to_string();
+    const SHOWN: usize = 300;
+    if key.len() <= SHOWN {
+        return key;
+    }
+    let mut head = SHOWN * 2 / 3;
+    while !key.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = key.len() - SHOWN / 3;
+    while !key.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &key[..head], &key[tail..])
+}
+
+/// A schema violation of one relationship of a request, naming where and which.
+fn relationship_error(
+    field: &str,
+    r: &Relationship,
+    e: crate::schema::SchemaViolation,
+) -> ServiceError {
+    let inner = ServiceError::from(e);
+    ServiceError::new(
+        inner.kind,
+        format!(
+            "{field}: relationship `{}`: {}",
+            shown_key(r),
+            inner.message
+        ),
+    )
 }
 
 fn check_filter_types(schema: &Schema, filter: &RelationshipFilter) -> Result<(), ServiceError> {
