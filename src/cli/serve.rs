@@ -240,9 +240,15 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let mut drain_deadline = stopping_rx.clone();
     let shutdown_timeout = settings.shutdown_timeout;
-    let server = crate::api::serve(grpc_listener, tessera.clone(), auth, async move {
-        let _ = stopping_rx.wait_for(|s| *s).await;
-    });
+    let server = crate::api::serve(
+        grpc_listener,
+        tessera.clone(),
+        auth,
+        settings.grpc.clone(),
+        async move {
+            let _ = stopping_rx.wait_for(|s| *s).await;
+        },
+    );
     tokio::pin!(server);
 
     let first_signal = async {
