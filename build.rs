@@ -41,6 +41,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build_server(true)
         // The per-directory rerun lines above are coarser and cheaper than one per file.
         .emit_rerun_if_changed(false)
+        // tonic-prost's codec, but a request nested past the decoder's limit is the caller's
+        // INVALID_ARGUMENT (src/api/codec.rs).
+        .codec_path("crate::api::codec::TesseraCodec")
         .file_descriptor_set_path(out_dir.join("tessera_descriptor.bin"))
         .include_file("tessera_protos.rs")
         .compile_with_config(config, &protos, &includes)?;

@@ -9,14 +9,15 @@
 
 mod access;
 mod call;
+pub mod codec;
 pub mod convert;
 mod cursor;
+mod edge_status;
 pub mod error;
 mod permissions;
 pub mod proto;
 mod schema;
 mod server;
-mod unimplemented;
 mod watch;
 
 pub use access::AccessApi;

@@ -24,9 +24,9 @@ use crate::service::Tessera;
 
 use super::access::AccessApi;
 use super::call::Backend;
+use super::edge_status::EdgeStatusLayer;
 use super::permissions::PermissionsApi;
 use super::schema::SchemaApi;
-use super::unimplemented::NameUnimplementedLayer;
 use super::watch::WatchApi;
 
 /// Transport limits of the gRPC server. Every one bounds what a single caller can make the
@@ -156,7 +156,7 @@ pub async fn serve(
 
     Server::builder()
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-        .layer(NameUnimplementedLayer::new(served))
+        .layer(EdgeStatusLayer::new(served))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
