@@ -41,6 +41,7 @@ struct ReflectionFilter {
 fn reflection_filters(
     filters: &[pb::ReflectionSchemaFilter],
 ) -> Result<Vec<ReflectionFilter>, crate::service::ServiceError> {
+    crate::service::check_filter_count("optional_filters", filters.len())?;
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     filters
         .iter()

@@ -64,6 +64,14 @@ impl WatchFilter {
                 "cannot be combined with optional_object_types",
             ));
         }
+        crate::service::check_filter_count(
+            "optional_object_types",
+            req.optional_object_types.len(),
+        )?;
+        crate::service::check_filter_count(
+            "optional_relationship_filters",
+            req.optional_relationship_filters.len(),
+        )?;
         let object_types = req
             .optional_object_types
             .iter()

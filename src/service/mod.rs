@@ -637,6 +637,24 @@ impl Tessera {
     }
 }
 
+/// Most filters one request may carry (ReflectSchema's filters, Watch's object types or
+/// relationship filters): each is matched against every element or change, so their number
+/// multiplies the work of the request.
+pub const MAX_FILTERS_PER_REQUEST: usize = 100;
+
+/// Refuses more than [`MAX_FILTERS_PER_REQUEST`] filters in `field`.
+pub fn check_filter_count(field: &str, n: usize) -> Result<(), ServiceError> {
+    if n > MAX_FILTERS_PER_REQUEST {
+        return Err(ServiceError::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "{field}: {n} filters exceed the limit of {MAX_FILTERS_PER_REQUEST} per request"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The largest transaction metadata accepted, in bytes of its compact JSON encoding (what the
 /// change log stores): metadata rides in every change-log entry and Watch response, so it is
 /// meant for small annotations (request ids, reasons), not payloads.
