@@ -18,22 +18,23 @@ use super::{
 };
 
 fn syntax(text: &str, reason: impl Into<String>) -> ModelError {
-    // The text is quoted in the message: long input is shown by its ends only.
-    const SHOWN: usize = 200;
-    let text = if text.chars().count() > SHOWN {
-        let head: String = text.chars().take(SHOWN / 2).collect();
-        let tail: String = text
-            .chars()
-            .skip(text.chars().count() - SHOWN / 4)
-            .collect();
-        format!("{head}…{tail}")
-    } else {
-        text.to_string()
-    };
+    // Both are quoted in the message (reasons quote parts of the text): long input is shown
+    // by its ends only.
     ModelError::Syntax {
-        text,
-        reason: reason.into(),
+        text: ends(text, 200),
+        reason: ends(&reason.into(), 300),
     }
+}
+
+/// `text` if it has at most `max` characters, else its first and last characters around `…`.
+fn ends(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max / 2).collect();
+    let tail: String = text.chars().skip(count - max / 4).collect();
+    format!("{head}…{tail}")
 }
 
 fn parse_object(

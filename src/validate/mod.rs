@@ -203,12 +203,23 @@ impl fmt::Display for FileReport {
         if let Some(e) = &self.schema_errors {
             writeln!(f, "{e}")?;
         }
-        for failure in &self.failures {
+        for failure in self.failures.iter().take(MAX_SHOWN_FAILURES) {
             write!(f, "{failure}")?;
+        }
+        if self.failures.len() > MAX_SHOWN_FAILURES {
+            writeln!(
+                f,
+                "… and {} more failures (the first {MAX_SHOWN_FAILURES} are shown)",
+                self.failures.len() - MAX_SHOWN_FAILURES
+            )?;
         }
         writeln!(f, "{}", self.summary())
     }
 }
+
+/// Failures a report shows (all are counted): a file with thousands of broken entries has one
+/// mistake repeated, and a report must stay readable (and bounded) whatever the file.
+pub const MAX_SHOWN_FAILURES: usize = 100;
 
 /// Validates each file, writing each report to `out`. Returns true when every file passed.
 pub fn run<P: AsRef<Path>>(

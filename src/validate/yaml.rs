@@ -147,6 +147,8 @@ impl<'a> Source<'a> {
             events: Parser::new_from_str(self.text).peekable(),
             anchors: Vec::new(),
             depth: 0,
+            weight: 0,
+            budget: MIN_WEIGHT_BUDGET.max(self.text.len().saturating_mul(2)),
         };
         builder.document()
     }
@@ -301,11 +303,22 @@ impl<'a> Source<'a> {
 
 const MAX_NESTING: usize = 64;
 
+/// What a node costs in the tree beyond its scalar text (an estimate of its size in memory).
+const NODE_WEIGHT: usize = 64;
+/// The least weight the tree of any file may reach; larger files may reach twice their size.
+/// Aliases copy their anchored node, so without a bound a few lines ("billion laughs":
+/// anchors of lists of aliases of anchors …) would expand to gigabytes.
+const MIN_WEIGHT_BUDGET: usize = 64 << 20;
+
 struct Builder<'a> {
     events: std::iter::Peekable<Parser<'a, saphyr_parser::StrInput<'a>>>,
-    /// Anchored nodes by anchor id (ids start at 1).
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes by anchor id (ids start at 1), with their weight.
+    anchors: Vec<(usize, Node, usize)>,
     depth: usize,
+    /// Weight of the tree built so far (nodes and scalar text, aliases counted in full).
+    weight: usize,
+    /// The most `weight` may reach.
+    budget: usize,
 }
 
 fn scan_error(e: &ScanError) -> YamlError {
@@ -358,17 +371,34 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    fn remember(&mut self, anchor: usize, node: &Node, weight: usize) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            self.anchors.push((anchor, node.clone(), weight));
         }
     }
 
+    /// Adds `w` to the tree's weight, failing once it is over the budget.
+    fn charge(&mut self, w: usize, pos: Pos) -> Result<(), YamlError> {
+        self.weight = self.weight.saturating_add(w);
+        if self.weight > self.budget {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "the YAML expands to more than {} MiB (aliases repeat their anchored content)",
+                    self.budget >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn node(&mut self) -> Result<Node, YamlError> {
+        let start = self.weight;
         let (ev, span) = self.next()?;
         let pos = Pos::from_marker(&span.start);
         match ev {
             Event::Scalar(value, style, anchor, _tag) => {
+                self.charge(NODE_WEIGHT + value.len(), pos)?;
                 let node = Node {
                     pos,
                     span,
@@ -377,24 +407,38 @@ impl<'a> Builder<'a> {
                         style,
                     },
                 };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, self.weight - start);
                 Ok(node)
             }
-            Event::Alias(id) => self
-                .anchors
-                .iter()
-                .rev()
-                .find(|(a, _)| *a == id)
-                .map(|(_, n)| Node {
-                    pos,
-                    span,
-                    kind: n.kind.clone(),
-                })
-                .ok_or_else(|| YamlError {
-                    pos,
-                    message: "invalid YAML: alias to an unknown anchor".into(),
-                }),
+            Event::Alias(id) => {
+                let Some(weight) = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _, _)| *a == id)
+                    .map(|(_, _, w)| *w)
+                else {
+                    return Err(YamlError {
+                        pos,
+                        message: "invalid YAML: alias to an unknown anchor".into(),
+                    });
+                };
+                // Charged before copying: the budget must stop the copy, not follow it.
+                self.charge(weight, pos)?;
+                let kind = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _, _)| *a == id)
+                    .map(|(_, n, _)| n.kind.clone())
+                    .unwrap_or(NodeKind::Scalar {
+                        value: String::new(),
+                        style: saphyr_parser::ScalarStyle::Plain,
+                    });
+                Ok(Node { pos, span, kind })
+            }
             Event::SequenceStart(anchor, _) => {
+                self.charge(NODE_WEIGHT, pos)?;
                 self.enter(pos)?;
                 let mut items = Vec::new();
                 while !matches!(self.events.peek(), Some(Ok((Event::SequenceEnd, _)))) {
@@ -407,12 +451,16 @@ impl<'a> Builder<'a> {
                     span,
                     kind: NodeKind::Sequence(items),
                 };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, self.weight - start);
                 Ok(node)
             }
             Event::MappingStart(anchor, _) => {
+                self.charge(NODE_WEIGHT, pos)?;
                 self.enter(pos)?;
                 let mut pairs: Vec<(Node, Node)> = Vec::new();
+                // Key → line of its first occurrence: duplicate detection stays linear.
+                let mut seen: std::collections::HashMap<String, usize> =
+                    std::collections::HashMap::new();
                 while !matches!(self.events.peek(), Some(Ok((Event::MappingEnd, _)))) {
                     let key = self.node()?;
                     let Some(k) = key.as_str() else {
@@ -421,15 +469,16 @@ impl<'a> Builder<'a> {
                             message: "mapping keys must be strings".into(),
                         });
                     };
-                    if let Some((first, _)) = pairs.iter().find(|(f, _)| f.as_str() == Some(k)) {
+                    if let Some(line) = seen.get(k) {
                         return Err(YamlError {
                             pos: key.pos,
                             message: format!(
-                                "duplicate key `{k}` (first defined at line {})",
-                                first.pos.line
+                                "duplicate key `{}` (first defined at line {line})",
+                                crate::service::cap_message(k.to_string(), 100)
                             ),
                         });
                     }
+                    seen.insert(k.to_string(), key.pos.line);
                     let value = self.node()?;
                     pairs.push((key, value));
                 }
@@ -440,7 +489,7 @@ impl<'a> Builder<'a> {
                     span,
                     kind: NodeKind::Mapping(pairs),
                 };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, self.weight - start);
                 Ok(node)
             }
             _ => Err(YamlError {
@@ -468,6 +517,38 @@ mod tests {
 
     fn parse(text: &str) -> Node {
         Source::new(text).parse().unwrap().unwrap()
+    }
+
+    #[test]
+    fn aliases_cannot_expand_past_the_budget() {
+        // Each level holds ten aliases of the one below: 10^9 leaves from a few lines.
+        let mut text = String::from("l0: &l0 [\"xxxxxxxxxxxxxxxxxxxxxxxx\"]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+            text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        let err = Source::new(&text).parse().expect_err("refused");
+        assert!(
+            err.message.contains("expands to more than 64 MiB"),
+            "{}",
+            err.message
+        );
+        // A few aliases are fine.
+        let ok = parse("a: &a [1, 2]\nb: [*a, *a]\n");
+        assert!(matches!(ok.kind, NodeKind::Mapping(_)));
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_large_mappings() {
+        let mut text: String = (0..50_000).map(|i| format!("k{i}: 1\n")).collect();
+        text.push_str("k123: 2\n");
+        let err = Source::new(&text).parse().expect_err("duplicate");
+        assert!(
+            err.message
+                .starts_with("duplicate key `k123` (first defined at line 124)"),
+            "{}",
+            err.message
+        );
     }
 
     fn get<'n>(node: &'n Node, key: &str) -> &'n Node {
