@@ -81,6 +81,23 @@ pub fn run_with_stdin(args: &[&str], input: &str) -> Run {
     child.wait_with_output().expect("wait for tessera").into()
 }
 
+/// `serve --grpc-addr 127.0.0.1:0 --log-format text --data-dir DIR`.
+fn serve_args(data_dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "text",
+        "--data-dir",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(data_dir.into());
+    args
+}
+
 /// A running `tessera serve`.
 pub struct Server {
     child: Child,
@@ -101,17 +118,34 @@ impl Server {
 
     /// Starts a server with `extra` flags (after `--grpc-addr 127.0.0.1:0 --data-dir DIR`).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = tessera()
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "text",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .args(extra)
+        let mut cmd = tessera();
+        cmd.args(serve_args(data_dir)).args(extra);
+        Server::spawn(cmd, data_dir)
+    }
+
+    /// Like [`Server::start_with`], with the server's address space capped at `max_bytes`
+    /// (RLIMIT_AS, set by the shell that execs it), so a runaway allocation makes the server
+    /// fail (and the test with it) instead of exhausting the machine.
+    pub fn start_capped(data_dir: &Path, max_bytes: u64, extra: &[&str]) -> Server {
+        let mut cmd = Command::new("bash");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TESSERA_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            // Few malloc arenas: each reserves 64 MiB of address space per thread otherwise.
+            .env("MALLOC_ARENA_MAX", "2")
+            .args(["-c", r#"ulimit -v "$1" && shift && exec "$@""#, "bash"])
+            .arg((max_bytes / 1024).to_string())
+            .arg(env!("CARGO_BIN_EXE_tessera"))
+            .args(serve_args(data_dir))
+            .args(extra);
+        Server::spawn(cmd, data_dir)
+    }
+
+    fn spawn(mut cmd: Command, data_dir: &Path) -> Server {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -197,6 +231,11 @@ impl Server {
             .write_all(input.as_bytes())
             .unwrap();
         child.wait_with_output().expect("wait for tessera").into()
+    }
+
+    /// True while the server process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Everything the server logged so far.
