@@ -42,6 +42,15 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// True when `source` has syntax errors, as opposed to only type errors (or none): the API
+/// reports the two with different reasons.
+pub fn has_syntax_errors(source: &str) -> bool {
+    parser::parse(source)
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+}
+
 /// How bad a [`Diagnostic`] is: errors reject the schema, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {

@@ -12,6 +12,7 @@ mod cli_support;
 mod reference;
 
 mod access_remote;
+mod api_error_reasons;
 mod api_grpc;
 mod api_schema_rpcs;
 mod auth_access;
