@@ -9,6 +9,7 @@
 // Shared helpers (each used by several modules below).
 mod api_support;
 mod cli_support;
+mod http_support;
 mod reference;
 
 mod access_remote;
@@ -28,6 +29,8 @@ mod descriptors;
 mod engine_check;
 mod engine_lookup;
 mod engine_props;
+mod http_api;
+mod http_authzen;
 mod new_enemy;
 mod python_client;
 mod schema_golden;
