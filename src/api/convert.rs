@@ -454,8 +454,18 @@ pub fn timestamp(field: &str, t: &prost_types::Timestamp) -> Result<Timestamp> {
         .ok()
         .filter(|n| *n < 1_000_000_000)
         .ok_or_else(|| invalid(field, "nanos must be between 0 and 999,999,999"))?;
-    chrono::DateTime::from_timestamp(t.seconds, nanos)
-        .ok_or_else(|| invalid(field, "the timestamp is out of range"))
+    let out_of_range = || {
+        invalid(
+            field,
+            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z (the range of google.protobuf.Timestamp)",
+        )
+    };
+    if !(model::validation::MIN_TIMESTAMP_SECONDS..=model::validation::MAX_TIMESTAMP_SECONDS)
+        .contains(&t.seconds)
+    {
+        return Err(out_of_range());
+    }
+    chrono::DateTime::from_timestamp(t.seconds, nanos).ok_or_else(out_of_range)
 }
 
 pub fn timestamp_to_proto(t: Timestamp) -> prost_types::Timestamp {
@@ -712,6 +722,27 @@ mod tests {
             nanos: -1,
         };
         assert!(timestamp("t", &t).is_err());
+        // The range of google.protobuf.Timestamp: years 1 to 9999, edges included.
+        for (seconds, ok) in [
+            (-62_135_596_800, true),
+            (-62_135_596_801, false),
+            (253_402_300_799, true),
+            (253_402_300_800, false),
+            (i64::MAX, false),
+            (i64::MIN, false),
+        ] {
+            let t = prost_types::Timestamp { seconds, nanos: 0 };
+            let got = timestamp("optional_expires_at", &t);
+            assert_eq!(got.is_ok(), ok, "{seconds}");
+            if let Err(e) = got {
+                assert!(
+                    e.message
+                        .starts_with("optional_expires_at: must be between 0001"),
+                    "{}",
+                    e.message
+                );
+            }
+        }
         let now = chrono::DateTime::from_timestamp(1_700_000_000, 123_000).unwrap();
         assert_eq!(timestamp("t", &timestamp_to_proto(now)).unwrap(), now);
     }

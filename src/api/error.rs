@@ -15,7 +15,7 @@ use crate::service::ERROR_REASON_DOMAIN;
 
 use crate::auth::AuthError;
 use crate::consistency::ZookieError;
-use crate::service::{ErrorKind, ServiceError};
+use crate::service::{CUT_NOTE_START, ErrorKind, MAX_ERROR_MESSAGE_BYTES, ServiceError};
 
 /// The gRPC code of an error kind.
 pub fn code(kind: ErrorKind) -> Code {
@@ -42,15 +42,65 @@ pub fn status(e: ServiceError) -> Status {
     to_status(&e)
 }
 
+/// The `grpc-message` trailer percent-encodes every byte outside printable ASCII (and `%`)
+/// as three: a message within [`MAX_ERROR_MESSAGE_BYTES`] can still triple on the wire. Cut
+/// such a message further so its encoded form stays within the same budget.
+fn fit_grpc_message(message: String) -> String {
+    let encoded = |s: &str| -> usize {
+        s.bytes()
+            .map(|b| {
+                if (0x20..0x7f).contains(&b) && b != b'%' {
+                    1
+                } else {
+                    3
+                }
+            })
+            .sum()
+    };
+    if encoded(&message) <= MAX_ERROR_MESSAGE_BYTES {
+        return message;
+    }
+    // A message the service already cut keeps its note (which has the original length).
+    let (message, note) = match message.rfind(CUT_NOTE_START) {
+        Some(at) if message.ends_with(']') => {
+            let (body, note) = message.split_at(at);
+            (body.to_string(), note.to_string())
+        }
+        _ => {
+            let note = format!("{CUT_NOTE_START}{} bytes in all]", message.len());
+            (message, note)
+        }
+    };
+    let budget = MAX_ERROR_MESSAGE_BYTES.saturating_sub(encoded(&note));
+    let mut used = 0;
+    let mut cut = 0;
+    for (i, c) in message.char_indices() {
+        let mut buf = [0u8; 4];
+        used += encoded(c.encode_utf8(&mut buf));
+        if used > budget {
+            break;
+        }
+        cut = i + c.len_utf8();
+    }
+    format!("{}{note}", &message[..cut])
+}
+
 /// The status of a service error, with its reason as `ErrorInfo` in the status details.
 pub fn to_status(e: &ServiceError) -> Status {
     let code = code(e.kind);
+    let message = fit_grpc_message(e.message.clone());
     if e.reason.is_none() {
-        return Status::new(code, e.message.clone());
+        return Status::new(code, message);
     }
-    let details = rpc_status(e).encode_to_vec();
-    Status::with_details(code, e.message.clone(), details.into())
+    // The details repeat the message: cut shorter there, so both trailers together stay well
+    // within what clients accept (the ErrorInfo is what the details are for).
+    let mut details = rpc_status(e);
+    details.message = crate::service::cap_message(details.message, MAX_DETAILS_MESSAGE_BYTES);
+    Status::with_details(code, message, details.encode_to_vec().into())
 }
+
+/// The longest message repeated in the `grpc-status-details-bin` trailer's `google.rpc.Status`.
+const MAX_DETAILS_MESSAGE_BYTES: usize = 1024;
 
 /// The `google.rpc.ErrorInfo` of an error with a reason.
 pub fn error_info(e: &ServiceError) -> Option<rpc::ErrorInfo> {
@@ -206,6 +256,43 @@ mod tests {
         assert_eq!(info.metadata["definition_name"], "x");
         // Without a reason: no details at all.
         assert!(status(invalid("f", "bad")).details().is_empty());
+    }
+
+    #[test]
+    fn messages_stay_within_the_budget_on_the_wire() {
+        let ascii = status(ServiceError::new(
+            ErrorKind::InvalidArgument,
+            "x".repeat(100_000),
+        ));
+        assert!(ascii.message().len() <= MAX_ERROR_MESSAGE_BYTES);
+        assert!(
+            ascii
+                .message()
+                .ends_with("[message cut: 100000 bytes in all]")
+        );
+        // Non-ASCII text is percent-encoded in the trailer: its encoded size is what counts.
+        let wide = status(ServiceError::new(
+            ErrorKind::InvalidArgument,
+            "é".repeat(4000),
+        ));
+        let encoded: usize = wide
+            .message()
+            .bytes()
+            .map(|b| {
+                if (0x20..0x7f).contains(&b) && b != b'%' {
+                    1
+                } else {
+                    3
+                }
+            })
+            .sum();
+        assert!(encoded <= MAX_ERROR_MESSAGE_BYTES, "{encoded}");
+        assert!(wide.message().starts_with("éé"));
+        assert!(
+            wide.message().ends_with("[message cut: 8000 bytes in all]"),
+            "{}",
+            wide.message()
+        );
     }
 
     #[test]

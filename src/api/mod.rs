@@ -18,10 +18,14 @@ pub mod permissions;
 pub mod proto;
 pub mod schema;
 mod server;
+mod unimplemented;
 pub mod watch;
 
 pub use access::AccessApi;
 pub use permissions::PermissionsApi;
 pub use schema::SchemaApi;
-pub use server::{ServeError, ServerHandle, serve};
+pub use server::{
+    DEFAULT_MAX_MESSAGE_BYTES, MAX_HEADER_LIST_BYTES, ServeError, ServerHandle, ServerOptions,
+    serve,
+};
 pub use watch::{CALLER_METADATA_KEY, WatchApi};

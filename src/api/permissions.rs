@@ -766,12 +766,10 @@ impl Importer {
         if self.loaded == 0 {
             return e;
         }
-        let loaded = self.loaded;
-        let mut e = e;
-        e.message = format!(
-            "{} (the {loaded} relationships imported before this point are committed)",
-            e.message
+        let message = format!(
+            "{} (the {} relationships imported before this point are committed)",
+            e.message, self.loaded
         );
-        e
+        e.with_message(message)
     }
 }

@@ -435,41 +435,17 @@ impl Unary for DependentRelations {
 
 pub struct DiffSchema;
 
-/// DiffSchema's request: the stored schema at a consistency, and the compiled comparison.
-pub struct Diff {
-    at: service::SchemaAt,
-    comparison: Arc<Schema>,
-}
-
-impl service::Request for Diff {
-    type Output = (service::SchemaSnapshot, Arc<Schema>);
-    fn operation(&self) -> crate::auth::Operation {
-        self.at.operation()
-    }
-    fn run(
-        self,
-        t: &service::Tessera,
-        caller: &crate::auth::Caller,
-    ) -> Result<Self::Output, ServiceError> {
-        Ok((self.at.run(t, caller)?, self.comparison))
-    }
-}
-
 impl Unary for DiffSchema {
     const SERVICE: &'static str = SERVICE;
     const METHOD: &'static str = "DiffSchema";
     type Request = pb::DiffSchemaRequest;
     type Response = pb::DiffSchemaResponse;
-    type Op = Diff;
+    type Op = service::DiffSchema;
 
-    fn request(req: pb::DiffSchemaRequest) -> Result<Diff, ServiceError> {
-        Ok(Diff {
-            at: service::SchemaAt {
-                consistency: convert::consistency(req.consistency.as_ref())?,
-            },
-            comparison: crate::schema::compile("comparison_schema", &req.comparison_schema)
-                .map_err(|d| invalid("comparison_schema", d))?
-                .schema,
+    fn request(req: pb::DiffSchemaRequest) -> Result<service::DiffSchema, ServiceError> {
+        Ok(service::DiffSchema {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            comparison: req.comparison_schema,
         })
     }
 

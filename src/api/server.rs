@@ -26,10 +26,35 @@ use super::access::AccessApi;
 use super::call::Backend;
 use super::permissions::PermissionsApi;
 use super::schema::SchemaApi;
+use super::unimplemented::NameUnimplementedLayer;
 use super::watch::WatchApi;
 
-/// Largest request message accepted (import chunks can be big).
-const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// Transport limits of the gRPC server. Every one bounds what a single caller can make the
+/// server hold in memory before any authentication or validation runs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest request message decoded, in bytes (gRPC's own default: 4 MiB). A larger one
+    /// is refused with RESOURCE_EXHAUSTED naming the sizes. Import streams send many
+    /// messages, each within this.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// The default of [`ServerOptions::max_message_bytes`].
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// The HTTP/2 header-list limit announced to clients, in bytes: room for an `authorization`
+/// value several times [`crate::auth::MAX_AUTHORIZATION_LEN`], so an oversized token still
+/// reaches the authenticator and gets UNAUTHENTICATED with a message (only headers beyond
+/// this are refused by HTTP/2 itself, as its default of 16 KiB refused a 16 KiB token).
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +76,10 @@ pub async fn serve(
     listener: TcpListener,
     tessera: Arc<Tessera>,
     auth: Arc<Auth>,
+    options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let max_message = options.max_message_bytes;
     let (stop_tx, stop_rx) = watch::channel(false);
     let backend = Backend {
         tessera,
@@ -64,18 +91,29 @@ pub async fn serve(
     let permissions = pb::permissions_service_server::PermissionsServiceServer::new(
         PermissionsApi::new(backend.clone()),
     )
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    .max_decoding_message_size(max_message);
     let schema =
         pb::schema_service_server::SchemaServiceServer::new(SchemaApi::new(backend.clone()))
-            .max_decoding_message_size(MAX_REQUEST_BYTES);
+            .max_decoding_message_size(max_message);
     let access =
-        admin_pb::access_service_server::AccessServiceServer::new(AccessApi::new(backend.clone()));
-    let watch_service = pb::watch_service_server::WatchServiceServer::new(WatchApi::new(backend));
+        admin_pb::access_service_server::AccessServiceServer::new(AccessApi::new(backend.clone()))
+            .max_decoding_message_size(max_message);
+    let watch_service = pb::watch_service_server::WatchServiceServer::new(WatchApi::new(backend))
+        .max_decoding_message_size(max_message);
     let names = [
         service_name(&permissions),
         service_name(&schema),
         service_name(&watch_service),
         service_name(&access),
+    ];
+    let served: &'static [&'static str] = &[
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        <pb::permissions_service_server::PermissionsServiceServer<PermissionsApi> as NamedService>::NAME,
+        <pb::schema_service_server::SchemaServiceServer<SchemaApi> as NamedService>::NAME,
+        <pb::watch_service_server::WatchServiceServer<WatchApi> as NamedService>::NAME,
+        <admin_pb::access_service_server::AccessServiceServer<AccessApi> as NamedService>::NAME,
     ];
     for name in names {
         health
@@ -117,6 +155,8 @@ pub async fn serve(
     });
 
     Server::builder()
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .layer(NameUnimplementedLayer::new(served))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -142,15 +182,25 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Starts [`serve`] on `listener` in a background task.
+    /// Starts [`serve`] with default [`ServerOptions`] on `listener` in a background task.
     pub fn start(
         listener: TcpListener,
         tessera: Arc<Tessera>,
         auth: Arc<Auth>,
     ) -> Result<ServerHandle, ServeError> {
+        Self::start_with(listener, tessera, auth, ServerOptions::default())
+    }
+
+    /// Starts [`serve`] on `listener` in a background task.
+    pub fn start_with(
+        listener: TcpListener,
+        tessera: Arc<Tessera>,
+        auth: Arc<Auth>,
+        options: ServerOptions,
+    ) -> Result<ServerHandle, ServeError> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, tessera, auth, async move {
+        let task = tokio::spawn(serve(listener, tessera, auth, options, async move {
             // A dropped handle also stops the server.
             let _ = stopped.await;
         }));

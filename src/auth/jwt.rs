@@ -346,6 +346,13 @@ fn parse_header(token: &str) -> Result<TokenHeader, String> {
 
 /// The caller identity of verified claims: a non-empty string `sub` without control characters.
 fn subject(claims: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
+    // RFC 7519 §4.1.1: `iss` is one StringOrURI. A list (which the JWT library would match
+    // against the accepted issuers element by element) is not a valid issuer.
+    if let Some(iss) = claims.get("iss")
+        && !iss.is_string()
+    {
+        return Err("the JWT claim `iss` is not a single string (RFC 7519 §4.1.1)".into());
+    }
     let sub = match claims.get("sub") {
         Some(serde_json::Value::String(s)) => s,
         Some(_) => return Err("the JWT claim `sub` is not a string".into()),

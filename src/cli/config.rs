@@ -224,6 +224,39 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_HTTP_MAX_BODY_BYTES", value_name = "N")]
     pub http_max_body_bytes: Option<usize>,
 
+    /// Largest gRPC request message decoded, in bytes [default: 4194304 (4 MiB)].
+    #[arg(long, env = "TESSERA_GRPC_MAX_MESSAGE_BYTES", value_name = "BYTES")]
+    pub grpc_max_message_bytes: Option<usize>,
+
+    /// Largest caveat context stored with one relationship, in bytes of its JSON encoding
+    /// [default: 4096].
+    #[arg(long, env = "TESSERA_MAX_CAVEAT_CONTEXT_BYTES", value_name = "BYTES")]
+    pub max_caveat_context_bytes: Option<usize>,
+
+    /// Largest schema text WriteSchema and DiffSchema accept, in bytes [default: 1048576].
+    #[arg(long, env = "TESSERA_SCHEMA_MAX_BYTES", value_name = "BYTES")]
+    pub schema_max_bytes: Option<usize>,
+
+    /// Most definitions and caveats a schema may have [default: 1000].
+    #[arg(long, env = "TESSERA_SCHEMA_MAX_DEFINITIONS", value_name = "N")]
+    pub schema_max_definitions: Option<usize>,
+
+    /// Most relations and permissions one definition may have [default: 1000].
+    #[arg(
+        long,
+        env = "TESSERA_SCHEMA_MAX_RELATIONS_PER_DEFINITION",
+        value_name = "N"
+    )]
+    pub schema_max_relations_per_definition: Option<usize>,
+
+    /// Most subject types one relation may allow [default: 100].
+    #[arg(
+        long,
+        env = "TESSERA_SCHEMA_MAX_SUBJECT_TYPES_PER_RELATION",
+        value_name = "N"
+    )]
+    pub schema_max_subject_types_per_relation: Option<usize>,
+
     /// Address of the Prometheus metrics endpoint (`/metrics`); empty or `off` disables it
     /// [default: 127.0.0.1:9090].
     #[arg(long, env = "TESSERA_METRICS_ADDR", value_name = "HOST:PORT")]
@@ -288,6 +321,12 @@ struct FileConfig {
     http_enabled: Option<bool>,
     http_addr: Option<String>,
     http_max_body_bytes: Option<usize>,
+    grpc_max_message_bytes: Option<usize>,
+    max_caveat_context_bytes: Option<usize>,
+    schema_max_bytes: Option<usize>,
+    schema_max_definitions: Option<usize>,
+    schema_max_relations_per_definition: Option<usize>,
+    schema_max_subject_types_per_relation: Option<usize>,
     metrics_addr: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -313,6 +352,8 @@ pub struct ServeSettings {
     pub gc_window: Duration,
     pub gc_interval: Duration,
     pub service: ServiceConfig,
+    /// gRPC transport limits.
+    pub grpc: crate::api::ServerOptions,
     pub auth: AuthConfig,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -437,7 +478,52 @@ impl ServeArgs {
             .check_cache_entries
             .or(file.check_cache_entries)
             .unwrap_or(defaults.check_cache_entries);
+        service.max_caveat_context_bytes = self
+            .max_caveat_context_bytes
+            .or(file.max_caveat_context_bytes)
+            .unwrap_or(defaults.max_caveat_context_bytes);
+        let limits = &mut service.schema_limits;
+        limits.max_source_bytes = self
+            .schema_max_bytes
+            .or(file.schema_max_bytes)
+            .unwrap_or(defaults.schema_limits.max_source_bytes);
+        limits.max_definitions = self
+            .schema_max_definitions
+            .or(file.schema_max_definitions)
+            .unwrap_or(defaults.schema_limits.max_definitions);
+        limits.max_members_per_definition = self
+            .schema_max_relations_per_definition
+            .or(file.schema_max_relations_per_definition)
+            .unwrap_or(defaults.schema_limits.max_members_per_definition);
+        limits.max_subject_types_per_relation = self
+            .schema_max_subject_types_per_relation
+            .or(file.schema_max_subject_types_per_relation)
+            .unwrap_or(defaults.schema_limits.max_subject_types_per_relation);
+        let grpc = crate::api::ServerOptions {
+            max_message_bytes: self
+                .grpc_max_message_bytes
+                .or(file.grpc_max_message_bytes)
+                .unwrap_or(crate::api::DEFAULT_MAX_MESSAGE_BYTES),
+        };
         for (flag, value) in [
+            ("--grpc-max-message-bytes", grpc.max_message_bytes),
+            (
+                "--max-caveat-context-bytes",
+                service.max_caveat_context_bytes,
+            ),
+            ("--schema-max-bytes", service.schema_limits.max_source_bytes),
+            (
+                "--schema-max-definitions",
+                service.schema_limits.max_definitions,
+            ),
+            (
+                "--schema-max-relations-per-definition",
+                service.schema_limits.max_members_per_definition,
+            ),
+            (
+                "--schema-max-subject-types-per-relation",
+                service.schema_limits.max_subject_types_per_relation,
+            ),
             ("--max-updates-per-write", service.max_updates_per_write),
             (
                 "--max-preconditions-per-write",
@@ -520,6 +606,7 @@ impl ServeArgs {
             gc_window,
             gc_interval,
             service,
+            grpc,
             auth,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             log_level: self

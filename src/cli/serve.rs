@@ -255,9 +255,15 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
     let mut drain_deadline = stopping_rx.clone();
     let shutdown_timeout = settings.shutdown_timeout;
     let mut http_stopping = stopping_rx.clone();
-    let grpc = crate::api::serve(grpc_listener, tessera.clone(), auth.clone(), async move {
-        let _ = stopping_rx.wait_for(|s| *s).await;
-    });
+    let grpc = crate::api::serve(
+        grpc_listener,
+        tessera.clone(),
+        auth.clone(),
+        settings.grpc.clone(),
+        async move {
+            let _ = stopping_rx.wait_for(|s| *s).await;
+        },
+    );
     let http_tessera = tessera.clone();
     let http = async move {
         match http_listener {

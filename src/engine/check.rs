@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use super::analysis::{NodeId, NodeKind, Rw, SchemaIndex};
 use super::cache::{Cached, CheckCache, KeyRef};
-use super::outcome::{exclude, intersect, negate, union};
+use super::outcome::{exclude, intersect, union};
 use super::{CheckOutcome, EngineError, Evaluator};
 use crate::model::{
     Context, Relationship, Revision, SubjectFilter, SubjectRef, SubjectRelationFilter, Timestamp,
@@ -392,9 +392,12 @@ impl<'e, 'a> CheckRun<'e, 'a> {
 
     /// `tupleset->computed` (any) or `tupleset.all(computed)`.
     ///
-    /// Relationships are grouped by subject object: an object is in the tupleset with the
-    /// union of its relationships' caveat values `m`. Any = ∪ (m ∩ c); all = (∪ (m ∩ c)) ∩
-    /// ∩ (¬m ∪ c), which is `No` when there is no object.
+    /// Any: relationships are grouped by subject object; an object is in the tupleset with
+    /// the union of its relationships' caveat values `m`, and any = ∪ (m ∩ c).
+    /// All: every relationship `r` of the tupleset contributes its caveat value ∩ `c` of its
+    /// subject, all = ∩ (caveat(r) ∩ c), and `No` when there is none — so a relationship
+    /// whose caveat is false makes `.all()` false rather than being skipped as if absent.
+    /// (Wildcard subjects, and subject types without `computed`, take part in neither.)
     fn eval_arrow(
         &mut self,
         tupleset: NodeId,
@@ -423,6 +426,32 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             else {
                 continue;
             };
+            if all {
+                let mut c: Option<CheckOutcome> = None;
+                for r in group {
+                    if r.expiration.is_some() {
+                        self.expires = earliest(self.expires, r.expiration);
+                    }
+                    let cv = self.ev.caveat_value(r, self.context)?;
+                    if cv == CheckOutcome::No {
+                        return Ok(CheckOutcome::No);
+                    }
+                    let computed = match &c {
+                        Some(c) => c.clone(),
+                        None => {
+                            let v = self.check_key(target, &object.object_id, depth + 1)?;
+                            c = Some(v.clone());
+                            v
+                        }
+                    };
+                    every = intersect(every, intersect(cv, computed));
+                    if every == CheckOutcome::No {
+                        return Ok(CheckOutcome::No);
+                    }
+                    any = CheckOutcome::Has;
+                }
+                continue;
+            }
             let mut m = CheckOutcome::No;
             for r in group {
                 if r.expiration.is_some() {
@@ -437,19 +466,12 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 continue;
             }
             let c = self.check_key(target, &object.object_id, depth + 1)?;
-            if all {
-                any = union(any, intersect(m.clone(), c.clone()));
-                every = intersect(every, union(negate(m), c));
-                if every == CheckOutcome::No {
-                    return Ok(CheckOutcome::No);
-                }
-            } else {
-                any = union(any, intersect(m, c));
-                if any == CheckOutcome::Has {
-                    return Ok(any);
-                }
+            any = union(any, intersect(m, c));
+            if any == CheckOutcome::Has {
+                return Ok(any);
             }
         }
+        // For `all`, `any` only records whether any relationship took part.
         Ok(if all { intersect(any, every) } else { any })
     }
 }

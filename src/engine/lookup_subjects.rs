@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use super::analysis::{NodeId, NodeKind, Rw, SchemaIndex};
 use super::check::{group_by_subject_object, group_end};
-use super::outcome::{intersect, negate, union};
+use super::outcome::{intersect, union};
 use super::{CheckOutcome, EngineError, Evaluator, LookupSubject};
 use crate::model::{Context, WILDCARD_ID};
 use crate::store::SnapshotReader;
@@ -410,6 +410,8 @@ impl Run<'_, '_> {
             } => {
                 let mut rels = self.ev.read_via(&mut *self.reader, *tupleset, id, None)?;
                 group_by_subject_object(&mut rels);
+                // As in check: for `all`, every relationship contributes its caveat value
+                // with the subjects of its object; one whose caveat is false empties the set.
                 let mut any = SubjectSet::empty();
                 let mut every = SubjectSet::constant(CheckOutcome::Has);
                 let mut members = false;
@@ -429,6 +431,23 @@ impl Run<'_, '_> {
                     else {
                         continue;
                     };
+                    if *all {
+                        let mut c = None;
+                        for r in group {
+                            let cv = self.ev.caveat_value(r, self.context)?;
+                            if cv == CheckOutcome::No {
+                                return Ok(SubjectSet::empty());
+                            }
+                            if c.is_none() {
+                                c = Some(self.key(target, &object.object_id, depth + 1)?);
+                            }
+                            if let Some(c) = &c {
+                                every = every.combine(&scale(c, &cv), intersect);
+                            }
+                            members = true;
+                        }
+                        continue;
+                    }
                     let mut m = CheckOutcome::No;
                     for r in group {
                         m = union(m, self.ev.caveat_value(r, self.context)?);
@@ -439,18 +458,13 @@ impl Run<'_, '_> {
                     if m == CheckOutcome::No {
                         continue;
                     }
-                    members = true;
                     let c = self.key(target, &object.object_id, depth + 1)?;
                     any = any.combine(&scale(&c, &m), union);
-                    if *all {
-                        let implied = SubjectSet::constant(negate(m)).combine(&c, union);
-                        every = every.combine(&implied, intersect);
-                    }
                 }
                 if !*all {
                     any
                 } else if members {
-                    any.combine(&every, intersect)
+                    every
                 } else {
                     SubjectSet::empty()
                 }

@@ -486,10 +486,10 @@ pub async fn evaluations(
         .await
         .map_err(|e| match e.reason {
             // The service names the limit after CheckBulkPermissions' field.
-            Some(service::ErrorReason::TooManyChecksInRequest) => ServiceError {
-                message: e.message.replacen("items:", "evaluations:", 1),
-                ..e
-            },
+            Some(service::ErrorReason::TooManyChecksInRequest) => {
+                let message = e.message.replacen("items:", "evaluations:", 1);
+                e.with_message(message)
+            }
             _ => e,
         })?;
     to_json(&EvaluationsResponse {

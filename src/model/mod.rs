@@ -197,6 +197,9 @@ impl Relationship {
         if let Some(c) = &self.caveat {
             validate_caveat_name(&c.name)?;
         }
+        if let Some(e) = &self.expiration {
+            validation::validate_timestamp("expiration", e)?;
+        }
         Ok(())
     }
 }

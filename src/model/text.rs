@@ -18,8 +18,20 @@ use super::{
 };
 
 fn syntax(text: &str, reason: impl Into<String>) -> ModelError {
+    // The text is quoted in the message: long input is shown by its ends only.
+    const SHOWN: usize = 200;
+    let text = if text.chars().count() > SHOWN {
+        let head: String = text.chars().take(SHOWN / 2).collect();
+        let tail: String = text
+            .chars()
+            .skip(text.chars().count() - SHOWN / 4)
+            .collect();
+        format!("{head}…{tail}")
+    } else {
+        text.to_string()
+    };
     ModelError::Syntax {
-        text: text.to_string(),
+        text,
         reason: reason.into(),
     }
 }
@@ -114,7 +126,10 @@ pub fn parse_relationship(text: &str) -> Result<Relationship, ModelError> {
                     format!("invalid expiration `{v}`: {e} (expected RFC 3339)"),
                 )
             })?;
-            expiration = Some(t.with_timezone(&chrono::Utc));
+            let t = t.with_timezone(&chrono::Utc);
+            super::validation::validate_timestamp("expiration", &t)
+                .map_err(|e| syntax(whole, e.to_string()))?;
+            expiration = Some(t);
         } else {
             if caveat.is_some() {
                 return Err(syntax(whole, "more than one caveat"));

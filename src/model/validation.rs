@@ -8,6 +8,25 @@
 use super::{ModelError, WILDCARD_ID};
 
 pub const MAX_OBJECT_ID_LEN: usize = 1024;
+
+/// The first instant a `google.protobuf.Timestamp` can hold: 0001-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// The last second a `google.protobuf.Timestamp` can hold: 9999-12-31T23:59:59Z.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// Timestamps (expirations) must lie in the range of `google.protobuf.Timestamp`, years 1 to
+/// 9999, so every stored value can be sent back on the wire and in RFC 3339.
+pub fn validate_timestamp(field: &'static str, t: &super::Timestamp) -> Result<(), ModelError> {
+    if (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&t.timestamp()) {
+        Ok(())
+    } else {
+        Err(ModelError::invalid(
+            field,
+            &t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ))
+    }
+}
 pub const MAX_TYPE_NAME_LEN: usize = 128;
 
 /// One `[a-z][a-z0-9_]{min_mid,max_mid}[a-z0-9]` segment; returns a reason on failure.

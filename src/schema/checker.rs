@@ -4,6 +4,7 @@
 //! All passes are linear in the size of the schema (hash lookups, one DFS per definition
 //! for reference cycles), so large schemas compile in milliseconds.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::compiled::{
     AllowedSubject, AllowedSubjectKind, ArrowKind, Definition, Relation, RelationKind, Rewrite,
     Schema,
 };
+use super::limits::DiagnosticSink;
 use super::{Diagnostic, Severity};
 use crate::caveat::{self, CaveatType, CompiledCaveat};
 use crate::model::{
@@ -67,7 +69,7 @@ const CEL_RESERVED: [&str; 21] = [
 
 /// Checks `ast` (parsed from `src`), appending diagnostics. Returns the compiled schema when
 /// no error was found.
-pub(crate) fn check(src: &str, ast: &SchemaAst, diags: &mut Vec<Diagnostic>) -> Option<Schema> {
+pub(crate) fn check(src: &str, ast: &SchemaAst, diags: &mut DiagnosticSink) -> Option<Schema> {
     let mut c = Checker {
         src,
         diags,
@@ -77,6 +79,7 @@ pub(crate) fn check(src: &str, ast: &SchemaAst, diags: &mut Vec<Diagnostic>) -> 
         caveat_decls: HashMap::new(),
         uses_expiration: false,
         compiled_caveats: IndexMap::new(),
+        hint_budget: Cell::new(HINT_BUDGET),
     };
     c.collect(ast);
     for item in &ast.items {
@@ -114,13 +117,15 @@ impl<'a> DefInfo<'a> {
 
 struct Checker<'a, 'd> {
     src: &'a str,
-    diags: &'d mut Vec<Diagnostic>,
+    diags: &'d mut DiagnosticSink,
     errors: usize,
     line_starts: Vec<usize>,
     defs: HashMap<&'a str, DefInfo<'a>>,
     caveat_decls: HashMap<&'a str, &'a CaveatDecl>,
     uses_expiration: bool,
     compiled_caveats: IndexMap<String, Arc<CompiledCaveat>>,
+    /// Candidate comparisons left for "did you mean" hints ([`HINT_BUDGET`]).
+    hint_budget: Cell<usize>,
 }
 
 impl<'a, 'd> Checker<'a, 'd> {
@@ -323,7 +328,7 @@ impl<'a, 'd> Checker<'a, 'd> {
             }
             match self.defs.get(tname) {
                 None => {
-                    let hint = suggest(tname, self.defs.keys().copied())
+                    let hint = suggest_within(tname, self.defs.keys().copied(), &self.hint_budget)
                         .map(|s| format!("did you mean `{s}`?"))
                         .unwrap_or_else(|| format!("define it with `definition {tname} {{}}`"));
                     self.error(
@@ -336,7 +341,7 @@ impl<'a, 'd> Checker<'a, 'd> {
                     if let TypeTarget::Relation(rel) = &t.target
                         && target_def.member(&rel.name).is_none()
                     {
-                        let hint = member_hint(target_def, &rel.name, false);
+                        let hint = member_hint(target_def, &rel.name, false, &self.hint_budget);
                         self.error(
                             rel.span.clone(),
                             format!(
@@ -351,14 +356,18 @@ impl<'a, 'd> Checker<'a, 'd> {
             if let Some(c) = &t.caveat
                 && !self.caveat_decls.contains_key(c.name.as_str())
             {
-                let hint = suggest(&c.name, self.caveat_decls.keys().copied())
-                    .map(|s| format!("did you mean `{s}`?"))
-                    .unwrap_or_else(|| {
-                        format!(
-                            "declare it with `caveat {}(param type) {{ expression }}`",
-                            c.name
-                        )
-                    });
+                let hint = suggest_within(
+                    &c.name,
+                    self.caveat_decls.keys().copied(),
+                    &self.hint_budget,
+                )
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| {
+                    format!(
+                        "declare it with `caveat {}(param type) {{ expression }}`",
+                        c.name
+                    )
+                });
                 self.error(
                     c.span.clone(),
                     format!("unknown caveat `{}`", c.name),
@@ -388,7 +397,7 @@ impl<'a, 'd> Checker<'a, 'd> {
                             "`{}` is not a relation or permission of definition `{}`",
                             i.name, def.decl.name.name
                         ),
-                        member_hint(def, &i.name, false),
+                        member_hint(def, &i.name, false, &self.hint_budget),
                     );
                 }
             }
@@ -421,7 +430,7 @@ impl<'a, 'd> Checker<'a, 'd> {
                         "`{}` is not a relation of definition `{}`",
                         tupleset.name, def.decl.name.name
                     ),
-                    member_hint(def, &tupleset.name, true),
+                    member_hint(def, &tupleset.name, true, &self.hint_budget),
                 );
                 return;
             }
@@ -477,16 +486,11 @@ impl<'a, 'd> Checker<'a, 'd> {
             .iter()
             .any(|t| self.defs[t].member(&computed.name).is_some());
         if !found {
-            let listed = known_types
+            let listed = list_some(known_types.iter().map(|t| format!("`{t}`")));
+            let candidates = known_types
                 .iter()
-                .map(|t| format!("`{t}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let candidates: Vec<&str> = known_types
-                .iter()
-                .flat_map(|t| self.defs[t].members.keys().copied())
-                .collect();
-            let hint = suggest(&computed.name, candidates.into_iter())
+                .flat_map(|t| self.defs[t].members.keys().copied());
+            let hint = suggest_within(&computed.name, candidates, &self.hint_budget)
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| {
                     format!("define `{}` on at least one of those types", computed.name)
@@ -575,12 +579,22 @@ impl<'a, 'd> Checker<'a, 'd> {
         let message = if path.len() == 1 {
             format!("permission `{first}` refers to itself")
         } else {
-            let chain = path
+            let steps: Vec<String> = path
                 .iter()
                 .chain(std::iter::once(&first))
                 .map(|p| format!("`{p}`"))
-                .collect::<Vec<_>>()
-                .join(" → ");
+                .collect();
+            // A long cycle is shown by its ends: the message must not grow with the schema.
+            let chain = if steps.len() > 8 {
+                format!(
+                    "{} → … {} more … → {}",
+                    steps[..4].join(" → "),
+                    steps.len() - 7,
+                    steps[steps.len() - 3..].join(" → ")
+                )
+            } else {
+                steps.join(" → ")
+            };
             format!("permission `{last}` refers back to `{first}`, forming a cycle: {chain}")
         };
         self.error(span, message, Some(hint));
@@ -825,13 +839,22 @@ fn is_cel_identifier(s: &str) -> bool {
 }
 
 /// A hint for a name missing from `def`: a close match, or what exists.
-fn member_hint(def: &DefInfo<'_>, name: &str, relations_only: bool) -> Option<String> {
+fn member_hint(
+    def: &DefInfo<'_>,
+    name: &str,
+    relations_only: bool,
+    budget: &Cell<usize>,
+) -> Option<String> {
     let candidates = def
         .decl
         .members
         .iter()
         .filter(|m| !relations_only || !m.is_permission());
-    if let Some(s) = suggest(name, candidates.clone().map(|m| m.name().name.as_str())) {
+    if let Some(s) = suggest_within(
+        name,
+        candidates.clone().map(|m| m.name().name.as_str()),
+        budget,
+    ) {
         return Some(format!("did you mean `{s}`?"));
     }
     let names: Vec<String> = candidates
@@ -859,14 +882,46 @@ fn member_hint(def: &DefInfo<'_>, name: &str, relations_only: bool) -> Option<St
     }
 }
 
-/// The closest candidate within a small edit distance, for "did you mean" hints.
+/// The first few items, comma-separated, and how many more there are: a message listing
+/// names never grows with the schema.
+pub(crate) fn list_some(items: impl ExactSizeIterator<Item = String>) -> String {
+    const SHOWN: usize = 6;
+    let total = items.len();
+    let mut out = items.take(SHOWN).collect::<Vec<_>>().join(", ");
+    if total > SHOWN {
+        out.push_str(&format!(" and {} more", total - SHOWN));
+    }
+    out
+}
+
+/// The closest candidate within a small edit distance, for "did you mean" hints. For small
+/// fixed candidate sets (keywords); names from the schema go through [`suggest_within`].
 pub(crate) fn suggest<'c>(
     name: &str,
     candidates: impl Iterator<Item = &'c str>,
 ) -> Option<&'c str> {
+    suggest_within(name, candidates, &Cell::new(usize::MAX))
+}
+
+/// How many candidate names one compilation may compare for hints in all. Hints are a
+/// courtesy: a hostile schema with thousands of misspellings and candidates must not turn
+/// them into quadratic work, so once this is spent, errors simply come without a hint.
+const HINT_BUDGET: usize = 200_000;
+
+/// [`suggest`], comparing at most `budget` candidates (decremented; `None` once spent).
+pub(crate) fn suggest_within<'c>(
+    name: &str,
+    candidates: impl Iterator<Item = &'c str>,
+    budget: &Cell<usize>,
+) -> Option<&'c str> {
     let limit = (name.chars().count() / 3).max(1);
     let mut best: Option<(usize, &'c str)> = None;
     for c in candidates {
+        let left = budget.get();
+        if left == 0 {
+            return None;
+        }
+        budget.set(left - 1);
         if c == name {
             continue;
         }
@@ -997,14 +1052,15 @@ mod tests {
         assert!(
             parsed
                 .diagnostics
+                .items
                 .iter()
                 .all(|d| d.severity != Severity::Error),
             "syntax errors: {:?}",
             parsed.diagnostics
         );
-        let mut diags = Vec::new();
+        let mut diags = DiagnosticSink::default();
         let schema = check(src, &parsed.ast, &mut diags);
-        (schema, diags)
+        (schema, diags.items)
     }
 
     fn error_messages(src: &str) -> Vec<String> {
@@ -1081,6 +1137,9 @@ mod tests {
         let errs = error_messages(&src);
         assert_eq!(errs.len(), 1);
         assert!(errs[0].starts_with("permission `p_50000` refers back to `p_0`"));
+        // The chain is shown by its ends, not by all 50,001 names.
+        assert!(errs[0].len() < 300, "{}", errs[0]);
+        assert!(errs[0].contains("`p_0` → `p_1`") && errs[0].contains("→ `p_50000` → `p_0`"));
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub enum RelationKind {
 }
 
 /// One alternative of a relation's type annotation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AllowedSubject {
     pub subject_type: String,
     pub kind: AllowedSubjectKind,
@@ -130,7 +130,7 @@ impl std::fmt::Display for AllowedSubject {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AllowedSubjectKind {
     /// `user`: the object itself.
     Direct,

@@ -11,6 +11,8 @@
 //! added. The order is stable: definitions (existing order, then added ones in comparison
 //! order), each followed by its member changes, then caveats likewise.
 
+use std::collections::HashSet;
+
 use super::compiled::{AllowedSubject, Definition, Relation, RelationKind, Schema};
 use crate::caveat::{CaveatType, CompiledCaveat};
 
@@ -167,13 +169,16 @@ fn diff_member<'a>(old: MemberRef<'a>, new: MemberRef<'a>, out: &mut Vec<SchemaD
     }
     match (&old.member.kind, &new.member.kind) {
         (RelationKind::Relation(before), RelationKind::Relation(after)) => {
-            for t in before.iter().filter(|t| !after.contains(t)) {
+            // Sets, not list scans: a relation may allow many subject types.
+            let before_set: HashSet<&AllowedSubject> = before.iter().collect();
+            let after_set: HashSet<&AllowedSubject> = after.iter().collect();
+            for t in before.iter().filter(|t| !after_set.contains(t)) {
                 out.push(SchemaDiff::RelationSubjectTypeRemoved {
                     relation: new,
                     subject_type: t,
                 });
             }
-            for t in after.iter().filter(|t| !before.contains(t)) {
+            for t in after.iter().filter(|t| !before_set.contains(t)) {
                 out.push(SchemaDiff::RelationSubjectTypeAdded {
                     relation: new,
                     subject_type: t,

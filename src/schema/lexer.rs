@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+use super::limits::{DiagnosticSink, MAX_NAME_BYTES, quoted};
 use super::{Diagnostic, Severity};
 
 /// The kinds of tokens. Keywords are plain [`TokenKind::Word`]s: the parser recognises them
@@ -87,7 +88,7 @@ pub(crate) struct Lexer<'a> {
     /// A token has already been produced on the current line: a comment starting here is a
     /// trailing comment, not documentation for what follows.
     line_dirty: bool,
-    pub diagnostics: Vec<Diagnostic>,
+    pub diagnostics: DiagnosticSink,
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -126,7 +127,7 @@ impl<'a> Lexer<'a> {
             src,
             pos: 0,
             line_dirty: false,
-            diagnostics: Vec::new(),
+            diagnostics: DiagnosticSink::default(),
         }
     }
 
@@ -221,6 +222,19 @@ impl<'a> Lexer<'a> {
                         let end = self.token_end(kind, start);
                         self.pos = end;
                         self.line_dirty = true;
+                        if kind == TokenKind::Word && end - start > MAX_NAME_BYTES {
+                            // No valid name is this long; refusing it here also keeps every
+                            // later message that quotes a name short.
+                            self.error(
+                                start..end,
+                                format!(
+                                    "name `{}` is {} bytes long, more than the limit of {MAX_NAME_BYTES}",
+                                    quoted(&self.src[start..end]),
+                                    end - start
+                                ),
+                                None,
+                            );
+                        }
                         let doc = if breaks_since_comment < 2 {
                             join_doc(doc_parts)
                         } else {
@@ -283,7 +297,12 @@ impl<'a> Lexer<'a> {
         }
         self.pos = end;
         let text = &self.src[start..end];
-        let shown: String = text.chars().flat_map(char::escape_debug).collect();
+        let shown = quoted(
+            &text
+                .chars()
+                .flat_map(char::escape_debug)
+                .collect::<String>(),
+        );
         let (message, hint) = if text.chars().count() == 1 {
             (
                 format!("unexpected character `{shown}`"),
@@ -457,7 +476,7 @@ mod tests {
         loop {
             let t = lx.next_token();
             if t.kind == TokenKind::Eof {
-                return (out, lx.diagnostics);
+                return (out, lx.diagnostics.items);
             }
             out.push(t);
         }

@@ -10,6 +10,7 @@ use std::mem;
 
 use super::ast::*;
 use super::lexer::{Lexer, Token, TokenKind};
+use super::limits::{DiagnosticSink, quoted};
 use super::{Diagnostic, Severity};
 
 /// Deepest nesting of parentheses (and of generic caveat parameter types) accepted, so that
@@ -19,7 +20,7 @@ pub(crate) const MAX_NESTING: usize = 32;
 /// The syntax tree plus every lexical/syntax error and syntax-level warning.
 pub(crate) struct ParseOutput {
     pub ast: SchemaAst,
-    pub diagnostics: Vec<Diagnostic>,
+    pub diagnostics: DiagnosticSink,
 }
 
 pub(crate) fn parse(src: &str) -> ParseOutput {
@@ -30,12 +31,12 @@ pub(crate) fn parse(src: &str) -> ParseOutput {
         lexer,
         tok,
         prev_end: 0,
-        diags: Vec::new(),
+        diags: DiagnosticSink::default(),
         depth: 0,
     };
     let ast = p.parse_file();
     let mut diagnostics = mem::take(&mut p.lexer.diagnostics);
-    diagnostics.append(&mut p.diags);
+    diagnostics.append(mem::take(&mut p.diags));
     ParseOutput { ast, diagnostics }
 }
 
@@ -52,7 +53,7 @@ struct Parser<'a> {
     /// The current (lookahead) token. The lexer has produced nothing beyond it.
     tok: Token,
     prev_end: usize,
-    diags: Vec<Diagnostic>,
+    diags: DiagnosticSink,
     /// Current parenthesis nesting inside an expression or type.
     depth: usize,
 }
@@ -89,7 +90,7 @@ impl<'a> Parser<'a> {
     /// Describes the current token for "found ..." messages.
     fn found(&self) -> String {
         match self.tok.kind {
-            TokenKind::Word => format!("`{}`", self.text(&self.tok)),
+            TokenKind::Word => format!("`{}`", quoted(self.text(&self.tok))),
             k => k.symbol().to_string(),
         }
     }
@@ -270,6 +271,7 @@ impl<'a> Parser<'a> {
                     // An error already reported at the end of input says as much.
                     if self
                         .diags
+                        .items
                         .last()
                         .is_some_and(|d| d.span.start >= self.src.len())
                     {
@@ -848,6 +850,7 @@ mod tests {
         let out = parse(src);
         let errors: Vec<_> = out
             .diagnostics
+            .items
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .collect();
@@ -858,6 +861,7 @@ mod tests {
     fn errors(src: &str) -> Vec<String> {
         parse(src)
             .diagnostics
+            .items
             .into_iter()
             .filter(|d| d.severity == Severity::Error)
             .map(|d| d.message)
@@ -909,6 +913,7 @@ mod tests {
         let out = parse("definition d {\n permission p = a + b & (c - d + e) - f\n}");
         let warnings: Vec<_> = out
             .diagnostics
+            .items
             .iter()
             .filter(|d| d.severity == Severity::Warning)
             .map(|d| d.message.clone())
@@ -925,10 +930,11 @@ mod tests {
         );
         let n = out
             .diagnostics
+            .items
             .iter()
             .filter(|d| d.severity == Severity::Warning)
             .count();
-        assert_eq!(n, 1, "{:?}", out.diagnostics);
+        assert_eq!(n, 1, "{:?}", out.diagnostics.items);
     }
 
     #[test]

@@ -72,8 +72,42 @@ fn expand_tabs(text: &str) -> String {
     text.replace('\t', "    ")
 }
 
+/// Items [`fmt::Display`] renders; the rest are counted on a last line.
+pub(crate) const DISPLAY_ITEMS: usize = 50;
+/// Characters of a source line shown before the caret; longer lines are cut with `…`.
+const CONTEXT_BEFORE: usize = 80;
+/// Characters of the underlined text shown (the carets follow).
+const MAX_UNDERLINE: usize = 80;
+/// Characters of a source line shown after the underlined text.
+const CONTEXT_AFTER: usize = 80;
+
+/// The last `n` characters of `text`, with `…` in front when there were more.
+fn tail_chars(text: &str, n: usize) -> String {
+    match text.char_indices().rev().nth(n.saturating_sub(1)) {
+        Some((at, _)) if at > 0 => {
+            let keep = text[at..]
+                .char_indices()
+                .nth(1)
+                .map_or(text.len(), |(i, _)| at + i);
+            format!("…{}", &text[keep..])
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// The first `n` characters of `text`, with `…` after them when there were more.
+fn head_chars(text: &str, n: usize) -> String {
+    match text.char_indices().nth(n) {
+        Some((at, _)) => {
+            let keep = text[..at].char_indices().last().map_or(0, |(i, _)| i);
+            format!("{}…", &text[..keep])
+        }
+        None => text.to_string(),
+    }
+}
+
 fn render_one(
-    out: &mut fmt::Formatter<'_>,
+    out: &mut dyn fmt::Write,
     file_name: &str,
     index: &LineIndex<'_>,
     d: &Diagnostic,
@@ -87,19 +121,30 @@ fn render_one(
     let (line, col) = index.line_column(start);
     let text = index.line_text(line - 1);
     let line_start = index.starts[line - 1];
-    let before = &index.src[line_start..start];
+    let line_end = line_start + text.len();
+    let before = &index.src[line_start..start.min(line_end)];
     let end = index.floor_boundary(d.span.end.max(start));
-    let underlined = &index.src[start..end.min(line_start + text.len()).max(start)];
-    let carets = display_width(underlined).max(1);
+    let underlined = &index.src[start.min(line_end)..end.min(line_end).max(start.min(line_end))];
+    let after = &index.src[(start + underlined.len()).min(line_end)..line_end];
+    // The excerpt: a bounded window of the line around the caret, so a diagnostic on a line
+    // of a million characters costs what one on a short line does.
+    let before = tail_chars(before, CONTEXT_BEFORE);
+    let underlined = head_chars(underlined, MAX_UNDERLINE);
+    let after = head_chars(after, CONTEXT_AFTER);
+    let carets = display_width(&underlined).max(1);
     let number = line.to_string();
     let pad = " ".repeat(number.len());
     writeln!(out, "{pad} --> {file_name}:{line}:{col}")?;
     writeln!(out, "{pad} |")?;
-    writeln!(out, "{number} | {}", expand_tabs(text))?;
+    writeln!(
+        out,
+        "{number} | {}",
+        expand_tabs(&format!("{before}{underlined}{after}"))
+    )?;
     writeln!(
         out,
         "{pad} | {}{}",
-        " ".repeat(display_width(before)),
+        " ".repeat(display_width(&before)),
         "^".repeat(carets)
     )?;
     if let Some(hint) = &d.hint {
@@ -108,16 +153,73 @@ fn render_one(
     Ok(())
 }
 
-/// Renders every diagnostic, separated by blank lines.
-pub(crate) fn render(diags: &Diagnostics, out: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let index = LineIndex::new(&diags.source);
-    for (i, d) in diags.items.iter().enumerate() {
-        if i > 0 {
-            writeln!(out)?;
-        }
-        render_one(out, &diags.file_name, &index, d)?;
+/// The last line when items were left out: `… and 3 more errors and 1 more warning`.
+fn more_line(errors: usize, warnings: usize) -> Option<String> {
+    let plural = |n: usize, what: &str| format!("{n} more {what}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => None,
+        (e, 0) => Some(format!("… and {}", plural(e, "error"))),
+        (0, w) => Some(format!("… and {}", plural(w, "warning"))),
+        (e, w) => Some(format!(
+            "… and {} and {}",
+            plural(e, "error"),
+            plural(w, "warning")
+        )),
     }
-    Ok(())
+}
+
+/// Renders items (at most `max_items`, and while they fit in `max_bytes`), separated by blank
+/// lines, then counts what was left out.
+fn render_bounded(diags: &Diagnostics, max_items: usize, max_bytes: usize) -> String {
+    // Room kept for the "… and N more" line.
+    const FOOTER: usize = 80;
+    let index = LineIndex::new(&diags.source);
+    let mut out = String::new();
+    let mut shown = 0;
+    for d in diags.items.iter().take(max_items) {
+        let mut item = String::new();
+        if shown > 0 {
+            item.push('\n');
+        }
+        // Writing to a String cannot fail.
+        let _ = render_one(&mut item, &diags.file_name, &index, d);
+        if out.len() + item.len() + FOOTER > max_bytes {
+            if shown == 0 {
+                // Not even one whole item fits: its first line (the message) must.
+                let first = item.lines().next().unwrap_or_default();
+                let budget = max_bytes.saturating_sub(FOOTER);
+                out.push_str(&head_chars(first, budget / 4));
+                out.push('\n');
+                shown = 1;
+            }
+            break;
+        }
+        out.push_str(&item);
+        shown += 1;
+    }
+    let hidden = &diags.items[shown.min(diags.items.len())..];
+    let errors = hidden
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+        + diags.omitted_errors;
+    let warnings = hidden.len() - (errors - diags.omitted_errors) + diags.omitted_warnings;
+    if let Some(more) = more_line(errors, warnings) {
+        out.push('\n');
+        out.push_str(&more);
+        out.push('\n');
+    }
+    out
+}
+
+/// Renders the first [`DISPLAY_ITEMS`] items, separated by blank lines, and counts the rest.
+pub(crate) fn render(diags: &Diagnostics, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+    out.write_str(&render_bounded(diags, DISPLAY_ITEMS, usize::MAX))
+}
+
+/// As many items as fit in `max_bytes` (see [`Diagnostics::render_within`]).
+pub(crate) fn render_within(diags: &Diagnostics, max_bytes: usize) -> String {
+    render_bounded(diags, DISPLAY_ITEMS, max_bytes)
 }
 
 #[cfg(test)]
@@ -129,6 +231,8 @@ mod tests {
             file_name: "s.zed".into(),
             source: source.into(),
             items,
+            omitted_errors: 0,
+            omitted_warnings: 0,
         }
     }
 

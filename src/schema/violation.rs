@@ -52,6 +52,24 @@ pub enum SchemaViolation {
     },
 
     #[error(
+        "caveat `{caveat}` has no parameter `{parameter}` (its parameters: {parameters}); a \
+         relationship's caveat context may only set declared parameters"
+    )]
+    UnknownCaveatParameter {
+        caveat: String,
+        parameter: String,
+        parameters: String,
+    },
+
+    #[error("caveat `{caveat}`: context parameter `{parameter}` must be {expected}: {detail}")]
+    CaveatContextType {
+        caveat: String,
+        parameter: String,
+        expected: String,
+        detail: String,
+    },
+
+    #[error(
         "subjects of type `{subject}` on relation `{resource_type}#{relation}` require one of \
          the caveats {caveats}"
     )]
@@ -95,13 +113,65 @@ pub enum SchemaViolation {
     },
 }
 
+/// The names, quoted, at most a handful of them (the rest counted): an error message must not
+/// grow with the schema.
 fn list(items: impl Iterator<Item = String>) -> String {
-    let v: Vec<String> = items.map(|s| format!("`{s}`")).collect();
-    if v.is_empty() {
-        "none".to_string()
-    } else {
-        v.join(", ")
+    const SHOWN: usize = 10;
+    let mut shown = Vec::new();
+    let mut more = 0usize;
+    for s in items {
+        if shown.len() < SHOWN {
+            shown.push(format!("`{s}`"));
+        } else {
+            more += 1;
+        }
     }
+    if shown.is_empty() {
+        return "none".to_string();
+    }
+    let mut out = shown.join(", ");
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
+    }
+    out
+}
+
+/// A relationship's caveat context must name only declared parameters, each with a value of
+/// its declared type: checked when written, as the reference does, so a bad context can never
+/// make later checks fail for the subjects it touches.
+fn check_context(
+    caveat: &crate::caveat::CompiledCaveat,
+    context: &crate::model::Context,
+) -> Result<(), SchemaViolation> {
+    use crate::caveat::CaveatError;
+    let params = caveat.parameters();
+    if let Some(unknown) = context.keys().find(|k| !params.contains_key(*k)) {
+        return Err(SchemaViolation::UnknownCaveatParameter {
+            caveat: caveat.name().to_string(),
+            parameter: super::limits::quoted(unknown),
+            parameters: list(params.keys().cloned()),
+        });
+    }
+    caveat.validate_context(context).map_err(|e| match e {
+        CaveatError::BadParameter {
+            caveat,
+            parameter,
+            expected,
+            detail,
+        } => SchemaViolation::CaveatContextType {
+            caveat,
+            parameter,
+            expected,
+            detail,
+        },
+        // Not produced without evaluating; kept total rather than panicking.
+        CaveatError::Evaluation { caveat, detail } => SchemaViolation::CaveatContextType {
+            caveat,
+            parameter: "(any)".into(),
+            expected: "valid".into(),
+            detail,
+        },
+    })
 }
 
 impl Schema {
@@ -144,12 +214,13 @@ impl Schema {
             });
         }
         let caveat = rel.caveat.as_ref().map(|c| c.name.as_str());
-        if let Some(c) = caveat
-            && self.caveat(c).is_none()
-        {
-            return Err(SchemaViolation::UnknownCaveat {
-                caveat: c.to_string(),
-            });
+        if let Some(c) = &rel.caveat {
+            let Some(compiled) = self.caveat(&c.name) else {
+                return Err(SchemaViolation::UnknownCaveat {
+                    caveat: c.name.clone(),
+                });
+            };
+            check_context(compiled, &c.context)?;
         }
 
         let (kind, subject) = if wildcard {

@@ -73,6 +73,8 @@ pub enum ErrorReason {
     AttemptToRecreateRelationship,
     /// Evaluation went deeper than the dispatch depth limit.
     MaximumDepthExceeded,
+    /// A relationship's caveat context is larger than allowed.
+    MaxRelationshipContextSize,
     /// A bulk check carries more items than allowed.
     TooManyChecksInRequest,
     /// A limit asked for is larger than the server allows.
@@ -89,7 +91,7 @@ pub enum ErrorReason {
 
 impl ErrorReason {
     /// Every reason, for tests and documentation tables.
-    pub const ALL: [ErrorReason; 23] = [
+    pub const ALL: [ErrorReason; 24] = [
         ErrorReason::SchemaParseError,
         ErrorReason::SchemaTypeError,
         ErrorReason::UnknownDefinition,
@@ -107,6 +109,7 @@ impl ErrorReason {
         ErrorReason::TooManyRelationshipsForTransactionalDelete,
         ErrorReason::AttemptToRecreateRelationship,
         ErrorReason::MaximumDepthExceeded,
+        ErrorReason::MaxRelationshipContextSize,
         ErrorReason::TooManyChecksInRequest,
         ErrorReason::ExceedsMaximumAllowableLimit,
         ErrorReason::InvalidFilter,
@@ -145,6 +148,7 @@ impl ErrorReason {
                 "ERROR_REASON_ATTEMPT_TO_RECREATE_RELATIONSHIP"
             }
             ErrorReason::MaximumDepthExceeded => "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED",
+            ErrorReason::MaxRelationshipContextSize => "ERROR_REASON_MAX_RELATIONSHIP_CONTEXT_SIZE",
             ErrorReason::TooManyChecksInRequest => "ERROR_REASON_TOO_MANY_CHECKS_IN_REQUEST",
             ErrorReason::ExceedsMaximumAllowableLimit => {
                 "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT"
@@ -159,6 +163,35 @@ impl ErrorReason {
     }
 }
 
+/// The longest message an error carries to a client, in bytes. Messages travel in gRPC
+/// trailers, and default clients drop metadata beyond 8–16 KiB (the caller would then see no
+/// message at all); a message that says more than this is not read anyway.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
+/// How the note of a cut message starts (`… [message cut: N bytes in all]`).
+pub const CUT_NOTE_START: &str = " … [message cut: ";
+
+/// `message` if it has at most `max` bytes, else its longest prefix (on a character boundary)
+/// that leaves room for a note saying how long it was, plus that note.
+pub fn cap_message(message: String, max: usize) -> String {
+    if message.len() <= max {
+        return message;
+    }
+    let note = format!("{CUT_NOTE_START}{} bytes in all]", message.len());
+    let mut cut = max.saturating_sub(note.len());
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut + note.len());
+    out.push_str(&message[..cut]);
+    out.push_str(&note);
+    out
+}
+
+/// The longest value of an error's metadata entry, in bytes (names and numbers; a name is at
+/// most a few hundred bytes).
+pub const MAX_METADATA_VALUE_BYTES: usize = 1024;
+
 /// The domain every [`ErrorReason`] belongs to, as the reference reports it.
 pub const ERROR_REASON_DOMAIN: &str = "authzed.com";
 
@@ -169,19 +202,29 @@ pub const ERROR_REASON_DOMAIN: &str = "authzed.com";
 #[error("{message}")]
 pub struct ServiceError {
     pub kind: ErrorKind,
+    /// At most [`MAX_ERROR_MESSAGE_BYTES`] (see [`ServiceError::new`]).
     pub message: String,
     pub reason: Option<ErrorReason>,
     pub metadata: BTreeMap<String, String>,
 }
 
 impl ServiceError {
+    /// An error with `message`, cut to [`MAX_ERROR_MESSAGE_BYTES`] if longer (the cut is
+    /// marked, with the full length), so no input can make an error message grow with it.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ServiceError {
             kind,
-            message: message.into(),
+            message: cap_message(message.into(), MAX_ERROR_MESSAGE_BYTES),
             reason: None,
             metadata: BTreeMap::new(),
         }
+    }
+
+    /// The same error with another message (capped as in [`ServiceError::new`]), keeping the
+    /// kind, reason and metadata.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = cap_message(message.into(), MAX_ERROR_MESSAGE_BYTES);
+        self
     }
 
     /// Attaches the reason clients branch on.
@@ -190,17 +233,21 @@ impl ServiceError {
         self
     }
 
-    /// Attaches one metadata entry of the reason (a name or number the message mentions).
+    /// Attaches one metadata entry of the reason (a name or number the message mentions),
+    /// capped like a message: no input makes an error grow with it.
     pub fn with_metadata(mut self, key: &str, value: impl ToString) -> Self {
-        self.metadata.insert(key.to_string(), value.to_string());
+        self.metadata.insert(
+            key.to_string(),
+            cap_message(value.to_string(), MAX_METADATA_VALUE_BYTES),
+        );
         self
     }
 
     /// The same error with `context` put before its message (`context: message`), keeping the
     /// kind, reason and metadata.
-    pub fn in_context(mut self, context: &str) -> Self {
-        self.message = format!("{context}: {}", self.message);
-        self
+    pub fn in_context(self, context: &str) -> Self {
+        let message = format!("{context}: {}", self.message);
+        self.with_message(message)
     }
 }
 
@@ -324,6 +371,15 @@ impl From<SchemaViolation> for ServiceError {
                     .with_reason(ErrorReason::UnknownCaveat)
                     .with_metadata("caveat_name", caveat)
             }
+            SchemaViolation::UnknownCaveatParameter {
+                caveat, parameter, ..
+            }
+            | SchemaViolation::CaveatContextType {
+                caveat, parameter, ..
+            } => ServiceError::new(ErrorKind::InvalidArgument, message)
+                .with_reason(ErrorReason::CaveatParameterTypeError)
+                .with_metadata("caveat_name", caveat)
+                .with_metadata("parameter_name", parameter),
             SchemaViolation::WriteToPermission {
                 resource_type,
                 relation,

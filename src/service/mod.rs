@@ -11,7 +11,10 @@ mod requests;
 mod schema_change;
 mod watch;
 
-pub use errors::{ERROR_REASON_DOMAIN, ErrorKind, ErrorReason, ServiceError};
+pub use errors::{
+    CUT_NOTE_START, ERROR_REASON_DOMAIN, ErrorKind, ErrorReason, MAX_ERROR_MESSAGE_BYTES,
+    ServiceError, cap_message,
+};
 pub use requests::*;
 pub use watch::{CALLER_METADATA_KEY, Watch, WatchEvent, WatchFeed, WatchSelection, shutting_down};
 
@@ -30,7 +33,7 @@ use crate::engine::{
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
 };
-use crate::schema::Schema;
+use crate::schema::{Schema, SchemaLimits};
 use crate::store::{
     ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate, Snapshot, Store,
     TransactionMetadata, WriteTransaction,
@@ -54,6 +57,11 @@ pub struct ServiceConfig {
     pub max_staleness: std::time::Duration,
     /// How many check sub-problem answers to share across requests (0 disables the cache).
     pub check_cache_entries: usize,
+    /// What a schema sent by a caller (WriteSchema, DiffSchema) may cost.
+    pub schema_limits: SchemaLimits,
+    /// Largest caveat context stored with one relationship, in bytes of its compact JSON
+    /// encoding (the reference's default: 4096).
+    pub max_caveat_context_bytes: usize,
 }
 
 impl Default for ServiceConfig {
@@ -67,6 +75,8 @@ impl Default for ServiceConfig {
             max_read_page: 1000,
             max_staleness: std::time::Duration::from_millis(100),
             check_cache_entries: crate::engine::DEFAULT_CHECK_CACHE_ENTRIES,
+            schema_limits: SchemaLimits::default(),
+            max_caveat_context_bytes: 4096,
         }
     }
 }
@@ -257,14 +267,16 @@ impl Tessera {
         if let Some(s) = self.schemas.lock().get(&stored.written_at) {
             return Ok(Some(s.clone()));
         }
-        let compiled = crate::schema::compile("schema", &stored.text)
-            .map_err(|d| {
-                ServiceError::new(
-                    ErrorKind::Internal,
-                    format!("the stored schema no longer compiles: {d}"),
-                )
-            })?
-            .schema;
+        // A stored schema was accepted once: it loads even if the limits were lowered since.
+        let compiled =
+            crate::schema::compile_with("schema", &stored.text, &SchemaLimits::unlimited())
+                .map_err(|d| {
+                    ServiceError::new(
+                        ErrorKind::Internal,
+                        format!("the stored schema no longer compiles: {d}"),
+                    )
+                })?
+                .schema;
         let compiled = CompiledSchema {
             index: Arc::new(SchemaIndex::new(&compiled)),
             schema: compiled,
@@ -297,6 +309,28 @@ impl Tessera {
         }
     }
 
+    /// Compiles schema text sent by a caller within the configured [`SchemaLimits`]; errors
+    /// are INVALID_ARGUMENT naming `field`, with as many rendered diagnostics as fit in an
+    /// error message.
+    pub fn compile_schema(&self, field: &str, text: &str) -> Result<Arc<Schema>, ServiceError> {
+        crate::schema::compile_with(field, text, &self.config.schema_limits)
+            .map(|out| out.schema)
+            .map_err(|d| {
+                let prefix = format!("{field}: ");
+                let budget = MAX_ERROR_MESSAGE_BYTES.saturating_sub(prefix.len());
+                let reason = if crate::schema::has_syntax_errors(text, &self.config.schema_limits) {
+                    ErrorReason::SchemaParseError
+                } else {
+                    ErrorReason::SchemaTypeError
+                };
+                ServiceError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{prefix}{}", d.render_within(budget)),
+                )
+                .with_reason(reason)
+            })
+    }
+
     /// Compiles `text` and stores it atomically, refusing changes that would orphan stored
     /// relationships (a removed relation or subject type still in use).
     pub fn write_schema(
@@ -304,16 +338,7 @@ impl Tessera {
         text: &str,
         caller: Option<String>,
     ) -> Result<Revision, ServiceError> {
-        let compiled = crate::schema::compile("schema", text)
-            .map_err(|d| {
-                let reason = if crate::schema::has_syntax_errors(text) {
-                    ErrorReason::SchemaParseError
-                } else {
-                    ErrorReason::SchemaTypeError
-                };
-                ServiceError::new(ErrorKind::InvalidArgument, d.to_string()).with_reason(reason)
-            })?
-            .schema;
+        let compiled = self.compile_schema("schema", text)?;
         if let Some(name) = compiled
             .definitions
             .keys()
@@ -330,9 +355,11 @@ impl Tessera {
         let _gate = self.schema_gate.write();
         let mut check = |snapshot: &dyn Snapshot| -> Result<(), crate::store::StoreError> {
             let old = match snapshot.schema()? {
-                Some(stored) => crate::schema::compile("schema", &stored.text)
-                    .ok()
-                    .map(|o| o.schema),
+                Some(stored) => {
+                    crate::schema::compile_with("schema", &stored.text, &SchemaLimits::unlimited())
+                        .ok()
+                        .map(|o| o.schema)
+                }
                 None => None,
             };
             schema_change::check_no_orphans(old.as_deref(), &compiled, snapshot)
@@ -385,15 +412,19 @@ impl Tessera {
             }
         }
         check_reserved_preconditions(&preconditions)?;
+        for (i, u) in updates.iter().enumerate() {
+            self.check_context_size(&format!("updates[{i}]"), &u.relationship)?;
+        }
         let _gate = self.schema_gate.read();
         let schema = self.head_schema()?;
-        for u in &updates {
+        check_precondition_types(&schema, &preconditions)?;
+        for (i, u) in updates.iter().enumerate() {
             // Deletes of relationships the schema no longer allows must stay possible only if
             // they could exist; a delete of an impossible relationship is harmless but still a
             // caller mistake worth reporting, as the reference does.
             schema
                 .validate_relationship(&u.relationship)
-                .map_err(ServiceError::from)?;
+                .map_err(|e| relationship_error(&format!("updates[{i}]"), &u.relationship, e))?;
         }
         let revision = self.store.write(WriteTransaction {
             updates,
@@ -437,6 +468,7 @@ impl Tessera {
         let _gate = self.schema_gate.read();
         let schema = self.head_schema()?;
         check_filter_types(&schema, &filter)?;
+        check_precondition_types(&schema, &preconditions)?;
         let outcome = self.store.delete_by_filter(DeleteByFilter {
             filter,
             preconditions,
@@ -465,16 +497,43 @@ impl Tessera {
             };
             return Err(reserved_type_error("relationships", t));
         }
+        for r in &relationships {
+            self.check_context_size("relationships", r)?;
+        }
         let _gate = self.schema_gate.read();
         let schema = self.head_schema()?;
         for r in &relationships {
             schema
                 .validate_relationship(r)
-                .map_err(ServiceError::from)?;
+                .map_err(|e| relationship_error("relationships", r, e))?;
         }
         let revision = self.store.bulk_import(relationships, caller)?;
         self.notify_commit(revision);
         Ok(revision)
+    }
+
+    /// A relationship's stored caveat context is at most
+    /// [`ServiceConfig::max_caveat_context_bytes`] in its compact JSON encoding.
+    fn check_context_size(&self, field: &str, r: &Relationship) -> Result<(), ServiceError> {
+        let Some(c) = r.caveat.as_ref().filter(|c| !c.context.is_empty()) else {
+            return Ok(());
+        };
+        let max = self.config.max_caveat_context_bytes;
+        let size = serde_json::to_vec(&c.context).map_or(usize::MAX, |b| b.len());
+        if size > max {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{field}: the caveat context of relationship `{}` encodes to {size} bytes, \
+                     more than the limit of {max} bytes",
+                    shown_key(r)
+                ),
+            )
+            .with_reason(ErrorReason::MaxRelationshipContextSize)
+            .with_metadata("context_byte_size", size)
+            .with_metadata("maximum_context_byte_size", max));
+        }
+        Ok(())
     }
 
     fn check_precondition_count(&self, n: usize) -> Result<(), ServiceError> {
@@ -737,6 +796,52 @@ fn check_reserved_preconditions(preconditions: &[Precondition]) -> Result<(), Se
         check_reserved_filter(&format!("optional_preconditions[{i}].filter"), &p.filter)?;
     }
     Ok(())
+}
+
+/// Preconditions must name known types and relations, whatever their kind: a misspelled
+/// MUST_NOT_MATCH guard would otherwise always pass.
+fn check_precondition_types(
+    schema: &Schema,
+    preconditions: &[Precondition],
+) -> Result<(), ServiceError> {
+    for (i, p) in preconditions.iter().enumerate() {
+        check_filter_types(schema, &p.filter)
+            .map_err(|e| e.in_context(&format!("optional_preconditions[{i}].filter")))?;
+    }
+    Ok(())
+}
+
+/// A relationship's key for messages, its middle elided when long (ids reach 1 KiB).
+fn shown_key(r: &Relationship) -> String {
+    let key = r.key().to_string();
+    const SHOWN: usize = 300;
+    if key.len() <= SHOWN {
+        return key;
+    }
+    let mut head = SHOWN * 2 / 3;
+    while !key.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = key.len() - SHOWN / 3;
+    while !key.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &key[..head], &key[tail..])
+}
+
+/// A schema violation of one relationship of a request, naming where and which.
+fn relationship_error(
+    field: &str,
+    r: &Relationship,
+    e: crate::schema::SchemaViolation,
+) -> ServiceError {
+    let inner = ServiceError::from(e);
+    let message = format!(
+        "{field}: relationship `{}`: {}",
+        shown_key(r),
+        inner.message
+    );
+    inner.with_message(message)
 }
 
 fn check_filter_types(schema: &Schema, filter: &RelationshipFilter) -> Result<(), ServiceError> {

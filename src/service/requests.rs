@@ -201,6 +201,29 @@ impl Request for SchemaAt {
     }
 }
 
+/// DiffSchema: the stored schema at a consistency, and the comparison schema compiled (on the
+/// blocking pool, within the configured schema limits).
+#[derive(Debug, Clone)]
+pub struct DiffSchema {
+    pub consistency: Consistency,
+    pub comparison: String,
+}
+
+impl Request for DiffSchema {
+    type Output = (SchemaSnapshot, Arc<Schema>);
+    fn operation(&self) -> Operation {
+        Operation::ReadSchema
+    }
+    fn run(self, t: &Tessera, caller: &Caller) -> Result<Self::Output, ServiceError> {
+        let comparison = t.compile_schema("comparison_schema", &self.comparison)?;
+        let at = SchemaAt {
+            consistency: self.consistency,
+        }
+        .run(t, caller)?;
+        Ok((at, comparison))
+    }
+}
+
 /// ComputablePermissions: the permissions computed from a relation (or from a definition's
 /// objects used directly as subjects when `relation` is `None`).
 #[derive(Debug, Clone)]

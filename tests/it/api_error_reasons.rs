@@ -278,6 +278,20 @@ async fn every_reason_reaches_grpc_clients_as_error_info() {
         &[("maximum_metadata_byte_size", "4096")],
     );
     let r = s
+        .write(vec![update(
+            Op::Touch,
+            &format!(
+                r#"document:d#viewer@user:zz[weekday:{{"day":"{}"}}]"#,
+                "x".repeat(5000)
+            ),
+        )])
+        .await;
+    expect(
+        reason_of(r, Code::InvalidArgument),
+        ErrorReason::MaxRelationshipContextSize,
+        &[("maximum_context_byte_size", "4096")],
+    );
+    let r = s
         .perms()
         .delete_relationships(pb::DeleteRelationshipsRequest {
             relationship_filter: Some(pb::RelationshipFilter {

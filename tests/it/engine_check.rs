@@ -429,10 +429,13 @@ fn caveated_tupleset_relationships_gate_arrows() {
         f.check_with("document:child", "inherited", "user:alice", &off),
         No
     );
-    // .all: a parent present only under a false caveat is not a parent at all.
+    // .all: every parent relationship contributes (its caveat ∧ the permission on it). With
+    // the caveat false, p1's relationship makes `.all()` false (it is not skipped as absent);
+    // with it true, p1 lacks the permission; unknown, p1's conjunct is conditional... and
+    // bob lacks the permission on p1 whatever the flag: No in every case.
     assert_eq!(
         f.check_with("document:child2", "all_inherited", "user:bob", &off),
-        Has
+        No
     );
     assert_eq!(
         f.check_with("document:child2", "all_inherited", "user:bob", &on),
@@ -440,6 +443,24 @@ fn caveated_tupleset_relationships_gate_arrows() {
     );
     assert_eq!(
         f.check_with("document:child2", "all_inherited", "user:bob", &none),
+        No
+    );
+    // alice has the permission on p1 but not on p2: No; on child, whose only parent is p1
+    // behind the caveat, the answer is the caveat's.
+    assert_eq!(
+        f.check_with("document:child2", "all_inherited", "user:alice", &on),
+        No
+    );
+    assert_eq!(
+        f.check_with("document:child", "all_inherited", "user:alice", &off),
+        No
+    );
+    assert_eq!(
+        f.check_with("document:child", "all_inherited", "user:alice", &on),
+        Has
+    );
+    assert_eq!(
+        f.check_with("document:child", "all_inherited", "user:alice", &none),
         cond(&["flag"])
     );
     // A sole parent behind an unknown caveat, lacking the permission: no in every case.

@@ -27,6 +27,7 @@ mod cli_serve;
 mod crash;
 mod descriptors;
 mod engine_check;
+mod engine_golden;
 mod engine_lookup;
 mod engine_props;
 mod http_api;

@@ -174,34 +174,28 @@ impl<'a> Reference<'a> {
                 computed,
                 kind,
             } => {
-                // The distinct subject objects of the tupleset (wildcards and types without
-                // `computed` skipped), each with the union of its relationships' caveats.
-                let mut objects: Vec<(ObjectRef, CheckOutcome)> = Vec::new();
-                for r in self.stored(object, tupleset) {
-                    let o = &r.subject.object;
-                    if o.object_id == WILDCARD_ID
-                        || self.schema.relation(&o.object_type, computed).is_none()
-                    {
-                        continue;
-                    }
-                    let c = self.caveat(r, context);
-                    match objects.iter_mut().find(|(x, _)| x == o) {
-                        Some((_, m)) => *m = or(m.clone(), c),
-                        None => objects.push((o.clone(), c)),
-                    }
-                }
-                objects.retain(|(_, m)| *m != CheckOutcome::No);
-                let mut any = CheckOutcome::No;
-                let mut every = CheckOutcome::Has;
-                for (o, m) in &objects {
-                    let c = self.eval(o, computed, subject, context, path);
-                    any = or(any, and(m.clone(), c.clone()));
-                    every = and(every, or(not(m.clone()), c));
-                }
+                // The relationships of the tupleset whose subject can have `computed`
+                // (wildcards and other types take no part).
+                let members: Vec<&Relationship> = self
+                    .stored(object, tupleset)
+                    .filter(|r| {
+                        let o = &r.subject.object;
+                        o.object_id != WILDCARD_ID
+                            && self.schema.relation(&o.object_type, computed).is_some()
+                    })
+                    .collect();
                 match kind {
-                    ArrowKind::Any => any,
-                    ArrowKind::All if objects.is_empty() => CheckOutcome::No,
-                    ArrowKind::All => and(any, every),
+                    // Some relationship whose caveat holds, to an object that has `computed`.
+                    ArrowKind::Any => members.iter().fold(CheckOutcome::No, |acc, r| {
+                        let c = self.eval(&r.subject.object, computed, subject, context, path);
+                        or(acc, and(self.caveat(r, context), c))
+                    }),
+                    // Every relationship: its caveat holds and its object has `computed`.
+                    ArrowKind::All if members.is_empty() => CheckOutcome::No,
+                    ArrowKind::All => members.iter().fold(CheckOutcome::Has, |acc, r| {
+                        let c = self.eval(&r.subject.object, computed, subject, context, path);
+                        and(acc, and(self.caveat(r, context), c))
+                    }),
                 }
             }
         }
