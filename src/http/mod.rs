@@ -11,7 +11,7 @@
 //! request and response messages have the service's limits. Per-route metrics:
 //! `http_server_requests_total{method, route, status}` and
 //! `http_server_request_duration_seconds{method, route}` (for streams: until the headers).
-//! `X-Request-ID` is echoed on every response.
+//! `X-Request-ID` (up to [`MAX_REQUEST_ID_BYTES`]) is echoed on every response.
 
 pub mod authzen;
 pub mod error;
@@ -198,6 +198,9 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The longest `X-Request-ID` echoed back (a longer one is not repeated).
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+
 /// Records per-route metrics and echoes `X-Request-ID`.
 async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -206,7 +209,11 @@ async fn observe(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let request_id = request.headers().get(&REQUEST_ID).cloned();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|v| v.len() <= MAX_REQUEST_ID_BYTES)
+        .cloned();
     let mut response = next.run(request).await;
     if let Some(id) = request_id {
         response.headers_mut().insert(REQUEST_ID.clone(), id);
