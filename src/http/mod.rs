@@ -178,6 +178,7 @@ pub fn router(backend: Backend, config: HttpConfig) -> Router {
     }
     router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }
@@ -189,6 +190,20 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
             ErrorKind::NotFound,
             format!(
                 "no route {method} {}; GET /openapi.json lists every route",
+                json::bounded(uri.path(), 256)
+            ),
+        ),
+    }
+    .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    HttpError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        error: ServiceError::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "{} does not take {method}; GET /openapi.json lists every route with its method",
                 json::bounded(uri.path(), 256)
             ),
         ),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{Cardinality, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
@@ -180,9 +180,14 @@ impl Protos {
             self.schemas.insert(name.clone(), json!({}));
             let mut properties = Map::new();
             for field in desc.fields() {
-                properties.insert(field.json_name().to_string(), self.field_schema(&field));
+                let mut schema = self.field_schema(&field);
+                if let Some(doc) = comment(&field.parent_file(), field.path()) {
+                    schema = with_description(schema, doc);
+                }
+                properties.insert(field.json_name().to_string(), schema);
             }
             let mut schema = json!({"type": "object", "properties": properties});
+            let mut description = comment(&desc.parent_file(), desc.path()).unwrap_or_default();
             let oneofs: Vec<Value> = desc
                 .oneofs()
                 .filter(|o| !o.is_synthetic())
@@ -194,7 +199,10 @@ impl Protos {
                 })
                 .collect();
             if !oneofs.is_empty() {
-                schema["description"] = json!(format!(
+                if !description.is_empty() {
+                    description.push_str("\n\n");
+                }
+                description.push_str(&format!(
                     "At most one field of each oneof may be set: {}.",
                     oneofs
                         .iter()
@@ -213,6 +221,9 @@ impl Protos {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ));
+            }
+            if !description.is_empty() {
+                schema["description"] = json!(description);
             }
             self.schemas.insert(name.clone(), schema);
         }
@@ -260,6 +271,33 @@ impl Protos {
     }
 }
 
+/// The comment written above the element at `path` of `file` (the protos' own comments, which
+/// the compiled descriptor set keeps), trimmed.
+fn comment(file: &FileDescriptor, path: &[i32]) -> Option<String> {
+    let info = file.file_descriptor_proto().source_code_info.as_ref()?;
+    let location = info.location.iter().find(|l| l.path == path)?;
+    let text = location.leading_comments.as_deref()?;
+    let text = text
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// `schema` with a description; a `$ref` is wrapped (its siblings would be ignored in places).
+fn with_description(schema: Value, description: String) -> Value {
+    if schema.get("$ref").is_some() {
+        json!({"allOf": [schema], "description": description})
+    } else {
+        let mut schema = schema;
+        schema["description"] = json!(description);
+        schema
+    }
+}
+
 /// The JSON forms of the well-known types the API uses.
 fn well_known(full_name: &str) -> Option<Value> {
     Some(match full_name {
@@ -290,20 +328,25 @@ mod tests {
         let doc = document().unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         let check = &doc["components"]["schemas"]["authzed.api.v1.CheckPermissionRequest"];
-        assert!(
-            check["properties"]["resource"]["$ref"].is_string(),
+        assert_eq!(
+            check["properties"]["resource"]["allOf"][0]["$ref"],
+            "#/components/schemas/authzed.api.v1.ObjectReference",
             "{check}"
         );
-        assert_eq!(
-            check["properties"]["withTracing"],
-            json!({"type": "boolean"})
-        );
+        assert_eq!(check["properties"]["withTracing"]["type"], "boolean");
         let object = &doc["components"]["schemas"]["authzed.api.v1.ObjectReference"];
         assert!(object["properties"]["objectId"].is_object());
         let delete = &doc["components"]["schemas"]["authzed.api.v1.DeleteRelationshipsResponse"];
         assert_eq!(
             delete["properties"]["relationshipsDeletedCount"]["format"],
             "uint64"
+        );
+        // Descriptions come from the protos' comments.
+        assert!(
+            object["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{object}"
         );
         // Every $ref resolves.
         let text = doc.to_string();

@@ -331,9 +331,11 @@ async fn errors_have_statuses_codes_messages_and_reasons() {
     let body = r.assert_error(400, 3, &["resource.object_id"]);
     assert_eq!(body["details"], json!([]));
 
-    // Unknown routes are JSON errors too.
+    // Unknown routes and methods are JSON errors too.
     let r = t.post("/v1/nope", json!({})).await;
     r.assert_error(404, 5, &["/v1/nope"]);
+    let r = t.get("/v1/permissions/check").await;
+    r.assert_error(405, 3, &["GET"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

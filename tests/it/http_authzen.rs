@@ -396,3 +396,69 @@ async fn the_metadata_document_names_every_endpoint() {
         assert_eq!(m[key], t.url(path), "{key}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcards_exclusions_and_ids_without_an_authzen_spelling() {
+    let t = HttpTest::start().await;
+    let schema = "definition user {}\ndefinition doc {\n  relation viewer: user | user:*\n  relation banned: user\n  permission view = viewer - banned\n}";
+    assert_eq!(
+        t.post("/v1/schema/write", json!({"schema": schema}))
+            .await
+            .status,
+        200
+    );
+    let touch = |id: &str, relation: &str, subject: &str| {
+        json!({"operation": "OPERATION_TOUCH", "relationship": {
+            "resource": {"objectType": "doc", "objectId": id}, "relation": relation,
+            "subject": {"object": {"objectType": "user", "objectId": subject}}}})
+    };
+    let r = t
+        .post(
+            "/v1/relationships/write",
+            json!({"updates": [
+                touch("pub", "viewer", "*"),
+                touch("pub", "banned", "eve=40x=2Eorg"),
+                // Written natively with a raw `=`: no AuthZEN spelling, shown as stored.
+                touch("pub", "viewer", "abc=="),
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t
+        .post(
+            "/access/v1/search/subject",
+            json!({"subject": {"type": "user"}, "action": {"name": "view"},
+                   "resource": {"type": "doc", "id": "pub"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["results"],
+        json!([
+            {"type": "user", "id": "*", "properties": {"excluded": ["eve@x.org"]}},
+            {"type": "user", "id": "abc=="}
+        ])
+    );
+    // The banned user, named as AuthZEN names her, is denied; anyone else is allowed.
+    let decide = |id: &str| {
+        json!({"subject": {"type": "user", "id": id}, "action": {"name": "view"},
+               "resource": {"type": "doc", "id": "pub"}})
+    };
+    let r = t.post("/access/v1/evaluation", decide("eve@x.org")).await;
+    assert_eq!(r.json(), json!({"decision": false}));
+    let r = t
+        .post("/access/v1/evaluation", decide("anyone@x.org"))
+        .await;
+    assert_eq!(r.json(), json!({"decision": true}));
+    // `*` as an AuthZEN id is an ordinary id (escaped), never the wildcard.
+    let r = t.post("/access/v1/evaluation", decide("*")).await;
+    assert_eq!(r.json(), json!({"decision": true}));
+    let r = t
+        .post(
+            "/access/v1/search/resource",
+            json!({"subject": {"type": "user", "id": "eve@x.org"}, "action": {"name": "view"},
+                   "resource": {"type": "doc"}}),
+        )
+        .await;
+    assert_eq!(r.json()["results"], json!([]));
+}
