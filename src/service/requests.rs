@@ -910,6 +910,7 @@ impl Request for DeleteRelationships {
         self.resource_type().map(drop)
     }
     fn operation(&self) -> Operation {
+        // `validate` (which `Tessera::execute` runs first) refused a filter without a type.
         Operation::DeleteRelationships {
             resource_type: self.resource_type().unwrap_or_default().to_string(),
             with_preconditions: !self.preconditions.is_empty(),
