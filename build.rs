@@ -17,6 +17,7 @@ const PROTOS: &[&str] = &[
     "proto/authzed/api/v1/permission_service.proto",
     "proto/authzed/api/v1/schema_service.proto",
     "proto/authzed/api/v1/watch_service.proto",
+    "proto/google/rpc/error_details.proto",
     "proto/google/rpc/status.proto",
     "proto/tessera/admin/v1/access_service.proto",
 ];
@@ -33,6 +34,9 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
+    // `prost::Name` on every message: the HTTP/JSON transport finds each message's descriptor
+    // (for the JSON mapping and the OpenAPI schemas) by its full protobuf name.
+    config.enable_type_names();
 
     let protos: Vec<PathBuf> = PROTOS.iter().map(PathBuf::from).collect();
     let includes = [PathBuf::from("proto"), well_known_includes];

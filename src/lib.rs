@@ -11,6 +11,7 @@ pub mod caveat;
 pub mod cli;
 pub mod consistency;
 pub mod engine;
+pub mod http;
 pub mod model;
 pub mod schema;
 pub mod service;

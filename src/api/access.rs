@@ -9,12 +9,12 @@
 use tonic::{Request, Response, Status};
 
 use crate::api::proto::tessera::admin::v1 as pb;
-use crate::auth::{self, AccessGrant, Capability, Revocation};
+use crate::auth::{self, AccessGrant, Revocation};
+use crate::model::Revision;
 use crate::service::ServiceError;
 
-use super::call::Backend;
+use super::call::{Backend, Unary};
 use super::convert;
-use super::error::invalid;
 use pb::access_service_server::AccessService;
 
 const SERVICE: &str = "tessera.admin.v1.AccessService";
@@ -30,17 +30,6 @@ impl AccessApi {
     }
 }
 
-/// A capability in its textual form; the field is named in the error.
-fn capability(field: &str, text: &str) -> Result<Capability, ServiceError> {
-    if text.trim().is_empty() {
-        return Err(invalid(
-            field,
-            "required: `admin`, `schema-write`, `read`, `write:*` or `write:<resource type>`",
-        ));
-    }
-    text.parse::<Capability>().map_err(|e| invalid(field, e))
-}
-
 fn grant_to_proto(g: AccessGrant) -> pb::AccessGrant {
     pb::AccessGrant {
         caller: g.caller,
@@ -48,10 +37,76 @@ fn grant_to_proto(g: AccessGrant) -> pb::AccessGrant {
     }
 }
 
-fn revoke_response(r: Revocation) -> pb::RevokeResponse {
-    pb::RevokeResponse {
-        revoked: r.revoked.iter().map(ToString::to_string).collect(),
-        written_at: Some(convert::zookie(r.revision)),
+pub struct Grant;
+
+impl Unary for Grant {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "Grant";
+    type Request = pb::GrantRequest;
+    type Response = pb::GrantResponse;
+    type Op = auth::Grant;
+
+    fn request(req: pb::GrantRequest) -> Result<auth::Grant, ServiceError> {
+        Ok(auth::Grant {
+            caller: req.caller,
+            capability: req.capability,
+        })
+    }
+
+    fn response(revision: Revision) -> Result<pb::GrantResponse, ServiceError> {
+        Ok(pb::GrantResponse {
+            written_at: Some(convert::zookie(revision)),
+        })
+    }
+}
+
+pub struct Revoke;
+
+impl Unary for Revoke {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "Revoke";
+    type Request = pb::RevokeRequest;
+    type Response = pb::RevokeResponse;
+    type Op = auth::Revoke;
+
+    fn request(req: pb::RevokeRequest) -> Result<auth::Revoke, ServiceError> {
+        Ok(auth::Revoke {
+            caller: req.caller,
+            capability: req.capability,
+            all: req.all,
+        })
+    }
+
+    fn response(r: Revocation) -> Result<pb::RevokeResponse, ServiceError> {
+        Ok(pb::RevokeResponse {
+            revoked: r.revoked.iter().map(ToString::to_string).collect(),
+            written_at: Some(convert::zookie(r.revision)),
+        })
+    }
+}
+
+pub struct List;
+
+impl Unary for List {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "List";
+    type Request = pb::ListRequest;
+    type Response = pb::ListResponse;
+    type Op = auth::ListGrants;
+
+    fn request(req: pb::ListRequest) -> Result<auth::ListGrants, ServiceError> {
+        Ok(auth::ListGrants {
+            caller: (!req.caller.is_empty()).then_some(req.caller),
+        })
+    }
+
+    fn response(
+        (grants, revision): (Vec<AccessGrant>, Revision),
+    ) -> Result<pb::ListResponse, ServiceError> {
+        Ok(pb::ListResponse {
+            grants: grants.into_iter().map(grant_to_proto).collect(),
+            read_at: Some(convert::zookie(revision)),
+        })
     }
 }
 
@@ -61,96 +116,20 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::GrantResponse>, Status> {
-        // Validation happens after authorization: a non-admin learns nothing about its request.
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "Grant",
-                request,
-                Capability::Admin,
-                Ok,
-                |b, admin, req| {
-                    let capability = capability("capability", &req.capability)?;
-                    let revision =
-                        auth::grant(&b.tessera, &req.caller, &capability, Some(&admin.id))?;
-                    tracing::info!(caller = %req.caller, %capability, "capability granted");
-                    Ok(pb::GrantResponse {
-                        written_at: Some(convert::zookie(revision)),
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<Grant>(request).await
     }
 
     async fn revoke(
         &self,
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "Revoke",
-                request,
-                Capability::Admin,
-                Ok,
-                |b, admin, req| {
-                    let by = Some(admin.id.as_str());
-                    let revocation = match (req.capability.trim().is_empty(), req.all) {
-                        (true, true) => {
-                            auth::revoke_all_with_revision(&b.tessera, &req.caller, by)?
-                        }
-                        (false, false) => {
-                            let capability = capability("capability", &req.capability)?;
-                            auth::revoke_with_revision(&b.tessera, &req.caller, &capability, by)?
-                        }
-                        (false, true) => {
-                            return Err(invalid(
-                                "capability",
-                                "give either a capability or `all`, not both",
-                            ));
-                        }
-                        (true, false) => {
-                            return Err(invalid(
-                                "capability",
-                                "required unless `all` is set (to revoke every capability)",
-                            ));
-                        }
-                    };
-                    if !revocation.revoked.is_empty() {
-                        let revoked: Vec<String> =
-                            revocation.revoked.iter().map(ToString::to_string).collect();
-                        tracing::info!(
-                            caller = %req.caller,
-                            revoked = %revoked.join(","),
-                            "capabilities revoked"
-                        );
-                    }
-                    Ok(revoke_response(revocation))
-                },
-            )
-            .await
+        self.backend.grpc_unary::<Revoke>(request).await
     }
 
     async fn list(
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "List",
-                request,
-                Capability::Admin,
-                Ok,
-                |b, _, req| {
-                    let caller = (!req.caller.is_empty()).then_some(req.caller.as_str());
-                    let (grants, revision) = auth::list_with_revision(&b.tessera, caller)?;
-                    Ok(pb::ListResponse {
-                        grants: grants.into_iter().map(grant_to_proto).collect(),
-                        read_at: Some(convert::zookie(revision)),
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<List>(request).await
     }
 }

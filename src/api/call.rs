@@ -1,9 +1,15 @@
-//! What every RPC handler shares: the backend (service, auth, shutdown signal), caller
-//! authentication from request metadata, running blocking work off the async runtime, a
-//! tracing span and per-RPC metrics, and the plumbing of server-streaming responses.
+//! What every call shares, whichever transport carries it: the backend (service, auth,
+//! shutdown signal), caller authentication from the `authorization` value, the one authorized
+//! path ([`Backend::execute`] → [`Tessera::execute`] on the blocking pool), a tracing span,
+//! per-RPC metrics for gRPC, and the plumbing of server-streaming responses.
 //!
-//! Metrics follow the names of the Go gRPC Prometheus middleware, which the reference server
-//! exports, so existing dashboards carry over:
+//! Each RPC is described once as a [`Unary`] or [`ServerStream`]: the translation of its
+//! request message into a service request, and of the result back into response messages. The
+//! gRPC services and the HTTP/JSON gateway (`crate::http`) both run these descriptions, so the
+//! two transports cannot drift apart.
+//!
+//! gRPC metrics follow the names of the Go gRPC Prometheus middleware, which the reference
+//! server exports, so existing dashboards carry over:
 //! - `grpc_server_started_total{grpc_service, grpc_method, grpc_type}`
 //! - `grpc_server_handled_total{grpc_service, grpc_method, grpc_type, grpc_code}`
 //! - `grpc_server_handling_seconds{grpc_service, grpc_method, grpc_type}` (for streams: until
@@ -11,16 +17,18 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::auth::{Auth, Caller, Capability};
-use crate::service::{ErrorKind, ServiceError, Tessera};
+use crate::auth::{Auth, Caller};
+use crate::service::{self, ErrorKind, ServiceError, Tessera};
 
 use super::error;
 
@@ -29,16 +37,70 @@ const STREAM_BUFFER: usize = 128;
 
 /// The service, the authenticator and the server's shutdown signal, shared by all handlers.
 #[derive(Clone)]
-pub(crate) struct Backend {
+pub struct Backend {
     pub tessera: Arc<Tessera>,
     pub auth: Arc<Auth>,
     /// Becomes `true` when the server starts shutting down; long-lived streams (Watch) end.
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// A unary RPC: how its request message becomes a service request and the result a response.
+pub trait Unary: Send + 'static {
+    /// The gRPC service and method, for spans and metrics.
+    const SERVICE: &'static str;
+    const METHOD: &'static str;
+    type Request: prost::Message + prost::Name + Default + Send + 'static;
+    type Response: prost::Message + prost::Name + Send + 'static;
+    type Op: service::Request;
+    /// Validates and converts the request (on the async side, before authorization).
+    fn request(req: Self::Request) -> Result<Self::Op, ServiceError>;
+    /// Converts the service's result.
+    fn response(
+        out: <Self::Op as service::Request>::Output,
+    ) -> Result<Self::Response, ServiceError>;
+}
+
+/// A server-streaming RPC: its request's translation and the producer of its responses.
+pub trait ServerStream: Send + 'static {
+    const SERVICE: &'static str;
+    const METHOD: &'static str;
+    type Request: prost::Message + prost::Name + Default + Send + 'static;
+    type Item: prost::Message + prost::Name + Send + 'static;
+    type Op: service::Request;
+    fn request(req: Self::Request) -> Result<Self::Op, ServiceError>;
+    /// The producer of the stream's responses from the service's (first) result.
+    fn producer(
+        backend: &Backend,
+        out: <Self::Op as service::Request>::Output,
+    ) -> Producer<Self::Item>;
+}
+
+/// A boxed future producing a stream.
+pub type ProducerFuture = Pin<Box<dyn Future<Output = Result<(), StreamEnd>> + Send>>;
+
+/// A stream producer run on the blocking pool.
+pub type BlockingProducer<T> = Box<dyn FnOnce(&Sink<T>) -> Result<(), StreamEnd> + Send>;
+
+/// A stream producer that waits for events on the async runtime.
+pub type AsyncProducer<T> = Box<dyn FnOnce(Sink<T>) -> ProducerFuture + Send>;
+
+/// Feeds a stream: from blocking code (store reads page by page) or from async code that
+/// waits for events (Watch).
+pub enum Producer<T> {
+    Blocking(BlockingProducer<T>),
+    Async(AsyncProducer<T>),
+}
+
 impl Backend {
-    /// Authenticates the caller of `request` from its `authorization` metadata and records
-    /// its identity on the current span.
+    /// Authenticates a caller from its `authorization` value (`bearer <token>`) and records its
+    /// identity on the current span.
+    pub fn authenticate_header(&self, header: Option<&str>) -> Result<Caller, ServiceError> {
+        let caller = self.auth.authenticate(header).map_err(error::auth)?;
+        tracing::Span::current().record("caller", caller.id.as_str());
+        Ok(caller)
+    }
+
+    /// Authenticates the caller of a gRPC request from its `authorization` metadata.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, ServiceError> {
         let header = match request.metadata().get("authorization") {
             None => None,
@@ -49,48 +111,77 @@ impl Backend {
                 )
             })?),
         };
-        let caller = self.auth.authenticate(header).map_err(error::auth)?;
-        tracing::Span::current().record("caller", caller.id.as_str());
-        Ok(caller)
+        self.authenticate_header(header)
     }
 
-    /// Checks that `caller` may use `capability`. Blocking (the engine decides): call it
-    /// inside [`Backend::blocking`].
-    pub fn authorize(&self, caller: &Caller, capability: &Capability) -> Result<(), ServiceError> {
-        self.auth
-            .authorize(&self.tessera, caller, capability)
-            .map_err(error::auth)
-    }
-
-    /// The common shape of a unary RPC: metrics and span, authentication, `prepare` (the
-    /// request's validation, on the async side), then on the blocking pool the authorization
-    /// of `capability` and `body`.
-    pub async fn authorized_unary<Req, P, T>(
+    /// The one authorized path: runs `request` for `caller` through [`Tessera::execute`]
+    /// (limits, the capability table, the operation) on the blocking pool.
+    pub async fn execute<R: service::Request>(
         &self,
-        service: &'static str,
-        method: &'static str,
-        request: Request<Req>,
-        capability: Capability,
-        prepare: impl FnOnce(Req) -> Result<P, ServiceError>,
-        body: impl FnOnce(&Backend, &Caller, P) -> Result<T, ServiceError> + Send + 'static,
-    ) -> Result<Response<T>, Status>
-    where
-        P: Send + 'static,
-        T: Send + 'static,
-    {
-        let rpc = Rpc::start(service, method, RpcType::Unary);
-        let backend = self.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let prepared = prepare(request.into_inner())?;
-            backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &capability)?;
-                    body(b, &caller, prepared)
-                })
-                .await
+        caller: Caller,
+        request: R,
+    ) -> Result<R::Output, ServiceError> {
+        self.blocking(move |b| b.tessera.execute(&b.auth, &caller, request))
+            .await
+    }
+
+    /// Runs a unary RPC for an authenticated caller.
+    pub async fn call<U: Unary>(
+        &self,
+        caller: Caller,
+        request: U::Request,
+    ) -> Result<U::Response, ServiceError> {
+        let op = U::request(request)?;
+        let out = self.execute(caller, op).await?;
+        U::response(out)
+    }
+
+    /// Opens a server stream for an authenticated caller: errors before the first response
+    /// are the call's error.
+    pub async fn open<S: ServerStream>(
+        &self,
+        caller: Caller,
+        request: S::Request,
+    ) -> Result<Producer<S::Item>, ServiceError> {
+        let op = S::request(request)?;
+        let out = self.execute(caller, op).await?;
+        Ok(S::producer(self, out))
+    }
+
+    /// A unary RPC over gRPC: metrics and span, authentication, then [`Backend::call`].
+    pub async fn grpc_unary<U: Unary>(
+        &self,
+        request: Request<U::Request>,
+    ) -> Result<Response<U::Response>, Status> {
+        let rpc = Rpc::grpc(U::SERVICE, U::METHOD, RpcType::Unary);
+        rpc.unary(async {
+            let caller = self.authenticate(&request)?;
+            self.call::<U>(caller, request.into_inner()).await
         })
         .await
+    }
+
+    /// A server-streaming RPC over gRPC.
+    pub async fn grpc_stream<S: ServerStream>(
+        &self,
+        request: Request<S::Request>,
+    ) -> Result<Response<GrpcStream<S::Item>>, Status> {
+        let rpc = Rpc::grpc(S::SERVICE, S::METHOD, RpcType::ServerStream);
+        let opened = async {
+            let caller = self.authenticate(&request)?;
+            self.open::<S>(caller, request.into_inner()).await
+        }
+        .instrument(rpc.span.clone())
+        .await;
+        match opened {
+            Ok(producer) => {
+                let stream = rpc.run(producer);
+                Ok(Response::new(Box::pin(
+                    stream.map(|item| item.map_err(|e| error::to_status(&e))),
+                )))
+            }
+            Err(e) => Err(rpc.fail_grpc(e)),
+        }
     }
 
     /// Runs synchronous store/engine work on the blocking pool, inside the current span.
@@ -107,9 +198,13 @@ impl Backend {
     }
 }
 
+/// A gRPC server stream's response type.
+pub type GrpcStream<T> =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
 /// The shape of an RPC, as the metrics label it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum RpcType {
+pub enum RpcType {
     Unary,
     ServerStream,
     ClientStream,
@@ -125,18 +220,28 @@ impl RpcType {
     }
 }
 
-/// One RPC in flight: its span, its start time, and its metrics once it ends.
-pub(crate) struct Rpc {
-    service: &'static str,
-    method: &'static str,
-    rpc_type: RpcType,
+/// Which transport a call came in on: gRPC calls record the gRPC metrics here; HTTP requests
+/// are measured per route by the HTTP server's middleware.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Grpc {
+        service: &'static str,
+        method: &'static str,
+        rpc_type: RpcType,
+    },
+    Http,
+}
+
+/// One call in flight: its span, its start time, and its metrics once it ends.
+pub struct Rpc {
+    transport: Transport,
     started: Instant,
-    span: tracing::Span,
+    pub span: tracing::Span,
 }
 
 /// Why a stream's producer stopped early.
-pub(crate) enum StreamEnd {
-    /// The request failed; the status ends the stream.
+pub enum StreamEnd {
+    /// The request failed; the error ends the stream.
     Failed(ServiceError),
     /// The client went away (cancelled or disconnected).
     ClientGone,
@@ -149,8 +254,8 @@ impl From<ServiceError> for StreamEnd {
 }
 
 /// The sending side of a server stream.
-pub(crate) struct Sink<T> {
-    tx: mpsc::Sender<Result<T, Status>>,
+pub struct Sink<T> {
+    tx: mpsc::Sender<Result<T, ServiceError>>,
 }
 
 impl<T> Sink<T> {
@@ -175,11 +280,12 @@ impl<T> Sink<T> {
     }
 }
 
-/// A server stream's response type.
-pub(crate) type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
+/// The items of a running stream: responses, then possibly one final error.
+pub type ItemStream<T> = ReceiverStream<Result<T, ServiceError>>;
 
 impl Rpc {
-    pub fn start(service: &'static str, method: &'static str, rpc_type: RpcType) -> Rpc {
+    /// A gRPC call: counted as started now.
+    pub fn grpc(service: &'static str, method: &'static str, rpc_type: RpcType) -> Rpc {
         let span = tracing::info_span!(
             "rpc",
             service = service,
@@ -194,133 +300,145 @@ impl Rpc {
         )
         .increment(1);
         Rpc {
-            service,
-            method,
-            rpc_type,
+            transport: Transport::Grpc {
+                service,
+                method,
+                rpc_type,
+            },
             started: Instant::now(),
             span,
         }
     }
 
-    fn finish(self, code: Code) {
+    /// An HTTP request to `route`.
+    pub fn http(route: &'static str) -> Rpc {
+        let span = tracing::info_span!("http", route = route, caller = tracing::field::Empty);
+        Rpc {
+            transport: Transport::Http,
+            started: Instant::now(),
+            span,
+        }
+    }
+
+    fn finish(&self, code: Code) {
         let elapsed = self.started.elapsed();
-        metrics::counter!(
-            "grpc_server_handled_total",
-            "grpc_service" => self.service,
-            "grpc_method" => self.method,
-            "grpc_type" => self.rpc_type.label(),
-            "grpc_code" => error::code_name(code)
-        )
-        .increment(1);
-        metrics::histogram!(
-            "grpc_server_handling_seconds",
-            "grpc_service" => self.service,
-            "grpc_method" => self.method,
-            "grpc_type" => self.rpc_type.label()
-        )
-        .record(elapsed.as_secs_f64());
+        if let Transport::Grpc {
+            service,
+            method,
+            rpc_type,
+        } = self.transport
+        {
+            metrics::counter!(
+                "grpc_server_handled_total",
+                "grpc_service" => service,
+                "grpc_method" => method,
+                "grpc_type" => rpc_type.label(),
+                "grpc_code" => error::code_name(code)
+            )
+            .increment(1);
+            metrics::histogram!(
+                "grpc_server_handling_seconds",
+                "grpc_service" => service,
+                "grpc_method" => method,
+                "grpc_type" => rpc_type.label()
+            )
+            .record(elapsed.as_secs_f64());
+        }
         self.span.in_scope(|| {
             tracing::debug!(
                 code = error::code_name(code),
                 elapsed_ms = elapsed.as_secs_f64() * 1000.0,
-                "rpc finished"
+                "call finished"
             );
         });
     }
 
-    fn fail(self, e: ServiceError) -> Status {
-        let status = self.span.in_scope(|| error::status(e));
-        self.finish(status.code());
-        status
+    /// Records a failed call (logging internal errors) and returns the error.
+    pub fn fail(&self, e: ServiceError) -> ServiceError {
+        if e.kind == ErrorKind::Internal {
+            self.span
+                .in_scope(|| tracing::error!(error = %e.message, "internal error"));
+        }
+        self.finish(error::code(e.kind));
+        e
     }
 
-    /// Runs a unary (or client-streaming) handler body and records its outcome.
+    fn fail_grpc(&self, e: ServiceError) -> Status {
+        error::to_status(&self.fail(e))
+    }
+
+    /// Records a successful call.
+    pub fn succeed(&self) {
+        self.finish(Code::Ok);
+    }
+
+    /// Runs a unary (or client-streaming) gRPC handler body and records its outcome.
     pub async fn unary<T>(
         self,
         body: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<Response<T>, Status> {
         match body.instrument(self.span.clone()).await {
             Ok(v) => {
-                self.finish(Code::Ok);
+                self.succeed();
                 Ok(Response::new(v))
             }
-            Err(e) => Err(self.fail(e)),
+            Err(e) => Err(self.fail_grpc(e)),
         }
     }
 
-    /// A server-streaming RPC whose items come from blocking code: `setup` authenticates,
-    /// validates and does the first (failable) work so errors are the call's status; the
-    /// producer it returns then runs on the blocking pool and feeds the stream.
-    pub async fn server_stream<T, P>(
-        self,
-        setup: impl Future<Output = Result<P, ServiceError>>,
-    ) -> Result<Response<ResponseStream<T>>, Status>
-    where
-        T: Send + 'static,
-        P: FnOnce(&Sink<T>) -> Result<(), StreamEnd> + Send + 'static,
-    {
-        let producer = match setup.instrument(self.span.clone()).await {
-            Ok(p) => p,
-            Err(e) => return Err(self.fail(e)),
-        };
+    /// Runs a stream's producer in the background (blocking ones on the blocking pool); the
+    /// returned stream yields its items and, when it fails, one final error. The call's
+    /// outcome is recorded when the producer ends.
+    pub fn run<T: Send + 'static>(self, producer: Producer<T>) -> ItemStream<T> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let sink = Sink { tx: tx.clone() };
         let span = self.span.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                // A panic must end the stream with an error, never look like a complete result.
-                std::panic::catch_unwind(AssertUnwindSafe(|| producer(&sink))).unwrap_or_else(
-                    |_| {
-                        Err(StreamEnd::Failed(error::internal(
-                            "the server failed while producing this stream",
-                        )))
-                    },
-                )
-            })
-        });
-        tokio::spawn(async move {
-            let end = task
-                .await
-                .unwrap_or_else(|e| Err(StreamEnd::Failed(error::join(e))));
-            self.end_stream(end, tx).await;
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        match producer {
+            Producer::Blocking(produce) => {
+                let task = tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| {
+                        // A panic must end the stream with an error, never look like a
+                        // complete result.
+                        std::panic::catch_unwind(AssertUnwindSafe(|| produce(&sink)))
+                            .unwrap_or_else(|_| {
+                                Err(StreamEnd::Failed(error::internal(
+                                    "the server failed while producing this stream",
+                                )))
+                            })
+                    })
+                });
+                tokio::spawn(async move {
+                    let end = task
+                        .await
+                        .unwrap_or_else(|e| Err(StreamEnd::Failed(error::join(e))));
+                    self.end_stream(end, tx).await;
+                });
+            }
+            Producer::Async(produce) => {
+                let task = tokio::spawn(produce(sink).instrument(span));
+                tokio::spawn(async move {
+                    let end = task
+                        .await
+                        .unwrap_or_else(|e| Err(StreamEnd::Failed(error::join(e))));
+                    self.end_stream(end, tx).await;
+                });
+            }
+        }
+        ReceiverStream::new(rx)
     }
 
-    /// A server-streaming RPC whose producer is async (it waits for events, e.g. Watch).
-    pub async fn server_stream_async<T, P, F>(
+    async fn end_stream<T>(
         self,
-        setup: impl Future<Output = Result<P, ServiceError>>,
-    ) -> Result<Response<ResponseStream<T>>, Status>
-    where
-        T: Send + 'static,
-        P: FnOnce(Sink<T>) -> F + Send + 'static,
-        F: Future<Output = Result<(), StreamEnd>> + Send + 'static,
-    {
-        let producer = match setup.instrument(self.span.clone()).await {
-            Ok(p) => p,
-            Err(e) => return Err(self.fail(e)),
-        };
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let sink = Sink { tx: tx.clone() };
-        let task = tokio::spawn(producer(sink).instrument(self.span.clone()));
-        tokio::spawn(async move {
-            let end = task
-                .await
-                .unwrap_or_else(|e| Err(StreamEnd::Failed(error::join(e))));
-            self.end_stream(end, tx).await;
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn end_stream<T>(self, end: Result<(), StreamEnd>, tx: mpsc::Sender<Result<T, Status>>) {
+        end: Result<(), StreamEnd>,
+        tx: mpsc::Sender<Result<T, ServiceError>>,
+    ) {
         match end {
             Ok(()) => self.finish(Code::Ok),
             Err(StreamEnd::ClientGone) => self.finish(Code::Cancelled),
             Err(StreamEnd::Failed(e)) => {
-                let status = self.fail(e);
+                let e = self.fail(e);
                 // The client may be gone already; then there is nobody to tell.
-                let _ = tx.send(Err(status)).await;
+                let _ = tx.send(Err(e)).await;
             }
         }
     }

@@ -14,10 +14,10 @@ use crate::model::{
     self, CaveatRef, Context, ModelError, ObjectRef, Relationship, RelationshipFilter,
     SubjectFilter, SubjectRef, SubjectRelationFilter, Timestamp, WILDCARD_ID,
 };
-use crate::service::ServiceError;
+use crate::service::{ErrorReason, ServiceError};
 use crate::store::{Precondition, PreconditionKind, RelationshipUpdate, WriteOp};
 
-use super::error::{bad_zookie, invalid};
+use super::error::{bad_zookie, invalid, invalid_because};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -136,9 +136,10 @@ pub fn subject_ref(field: &str, s: Option<&pb::SubjectReference>) -> Result<Subj
 pub fn concrete_subject(field: &str, s: Option<&pb::SubjectReference>) -> Result<SubjectRef> {
     let subject = subject_ref(field, s)?;
     if subject.is_wildcard() {
-        return Err(invalid(
+        return Err(invalid_because(
             &format!("{field}.object.object_id"),
             "a wildcard subject is not allowed here; ask about a concrete subject",
+            ErrorReason::WildcardNotAllowed,
         ));
     }
     Ok(subject)
@@ -250,9 +251,10 @@ pub fn relationship_filter(
     let f = f.ok_or_else(|| required(field))?;
     let filter = any_relationship_filter(field, f)?;
     if filter == RelationshipFilter::default() {
-        return Err(invalid(
+        return Err(invalid_because(
             field,
             "at least one field of the filter must be set",
+            ErrorReason::InvalidFilter,
         ));
     }
     Ok(filter)
@@ -283,9 +285,10 @@ pub fn any_relationship_filter(
     } else {
         let pfield = format!("{field}.optional_resource_id_prefix");
         if resource_id.is_some() {
-            return Err(invalid(
+            return Err(invalid_because(
                 &pfield,
                 "cannot be combined with optional_resource_id",
+                ErrorReason::InvalidFilter,
             ));
         }
         // A prefix is a partial id: the same characters, any length up to an id's.
@@ -345,10 +348,15 @@ pub fn precondition(field: &str, p: &pb::Precondition) -> Result<Precondition> {
             ));
         }
     };
-    Ok(Precondition {
-        kind,
-        filter: relationship_filter(&format!("{field}.filter"), p.filter.as_ref())?,
-    })
+    let filter =
+        relationship_filter(&format!("{field}.filter"), p.filter.as_ref()).map_err(|e| {
+            if e.reason == Some(ErrorReason::InvalidFilter) {
+                e.with_reason(ErrorReason::EmptyPrecondition)
+            } else {
+                e
+            }
+        })?;
+    Ok(Precondition { kind, filter })
 }
 
 pub fn preconditions(ps: &[pb::Precondition]) -> Result<Vec<Precondition>> {
@@ -372,14 +380,14 @@ pub fn context(field: &str, s: Option<&prost_types::Struct>) -> Result<Context> 
 }
 
 /// A write's `optional_transaction_metadata`; absent means none. The key under which Watch
-/// reports the authenticated writer ([`CALLER_METADATA_KEY`](super::watch::CALLER_METADATA_KEY)) is
+/// reports the authenticated writer ([`CALLER_METADATA_KEY`](crate::service::CALLER_METADATA_KEY)) is
 /// reserved, so a caller cannot pass for another one.
 pub fn transaction_metadata(
     field: &str,
     s: Option<&prost_types::Struct>,
 ) -> Result<crate::store::TransactionMetadata> {
     let metadata = context(field, s)?;
-    let reserved = super::watch::CALLER_METADATA_KEY;
+    let reserved = crate::service::CALLER_METADATA_KEY;
     if metadata.contains_key(reserved) {
         return Err(invalid(
             &format!("{field}.{reserved}"),

@@ -1,11 +1,17 @@
 //! The one mapping from Tessera's errors to gRPC status codes.
 //!
-//! Every failure that leaves the server goes through [`status`] (or [`code`] for the inline
-//! per-item errors of CheckBulkPermissions), so a kind of error always gets the same code
+//! Every failure that leaves the server goes through [`status`] (or [`rpc_status`] for the
+//! inline per-item errors of CheckBulkPermissions), so a kind of error always gets the same code
 //! whichever RPC produced it. Messages are the domain messages: they already name the field or
-//! the object at fault.
+//! the object at fault. An error with a reason also carries it as a `google.rpc.ErrorInfo`
+//! (domain `authzed.com`, reason the `authzed.api.v1.ErrorReason` value name, metadata) packed
+//! in a `google.rpc.Status` in the `grpc-status-details-bin` trailer, as the reference does.
 
+use prost::Message as _;
 use tonic::{Code, Status};
+
+use crate::api::proto::google::rpc;
+use crate::service::ERROR_REASON_DOMAIN;
 
 use crate::auth::AuthError;
 use crate::consistency::ZookieError;
@@ -26,15 +32,14 @@ pub fn code(kind: ErrorKind) -> Code {
     }
 }
 
-/// The status returned for a service error.
+/// The status returned for a service error (logging internal ones).
 pub fn status(e: ServiceError) -> Status {
-    let code = code(e.kind);
-    if code == Code::Internal {
+    if e.kind == ErrorKind::Internal {
         // Internal errors are bugs or storage failures: operators need them in the log, the
         // caller only needs to know the request did not fail because of its input.
         tracing::error!(error = %e.message, "internal error");
     }
-    Status::new(code, fit_grpc_message(e.message))
+    to_status(&e)
 }
 
 /// The `grpc-message` trailer percent-encodes every byte outside printable ASCII (and `%`)
@@ -80,6 +85,35 @@ fn fit_grpc_message(message: String) -> String {
     format!("{}{note}", &message[..cut])
 }
 
+/// The status of a service error, with its reason as `ErrorInfo` in the status details.
+pub fn to_status(e: &ServiceError) -> Status {
+    let code = code(e.kind);
+    let message = fit_grpc_message(e.message.clone());
+    if e.reason.is_none() {
+        return Status::new(code, message);
+    }
+    // The details repeat the message: cut shorter there, so both trailers together stay well
+    // within what clients accept (the ErrorInfo is what the details are for).
+    let mut details = rpc_status(e);
+    details.message = crate::service::cap_message(details.message, MAX_DETAILS_MESSAGE_BYTES);
+    Status::with_details(code, message, details.encode_to_vec().into())
+}
+
+/// The longest message repeated in the `grpc-status-details-bin` trailer's `google.rpc.Status`.
+const MAX_DETAILS_MESSAGE_BYTES: usize = 1024;
+
+/// The `google.rpc.ErrorInfo` of an error with a reason.
+pub fn error_info(e: &ServiceError) -> Option<rpc::ErrorInfo> {
+    e.reason.map(|reason| rpc::ErrorInfo {
+        reason: reason.name().to_string(),
+        domain: ERROR_REASON_DOMAIN.to_string(),
+        metadata: e.metadata.clone().into_iter().collect(),
+    })
+}
+
+/// The type URL of a packed `ErrorInfo`.
+pub const ERROR_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         status(e)
@@ -89,6 +123,15 @@ impl From<ServiceError> for Status {
 /// An error found while translating a request: always the caller's input.
 pub fn invalid(field: &str, message: impl std::fmt::Display) -> ServiceError {
     ServiceError::new(ErrorKind::InvalidArgument, format!("{field}: {message}"))
+}
+
+/// [`invalid`] with the reason clients branch on.
+pub fn invalid_because(
+    field: &str,
+    message: impl std::fmt::Display,
+    reason: crate::service::ErrorReason,
+) -> ServiceError {
+    invalid(field, message).with_reason(reason)
 }
 
 /// A zookie the caller sent that cannot be decoded.
@@ -114,12 +157,19 @@ pub fn internal(message: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorKind::Internal, message)
 }
 
-/// The `google.rpc.Status` value of an error, for errors reported inside a response.
-pub fn rpc_status(e: &ServiceError) -> crate::api::proto::google::rpc::Status {
-    crate::api::proto::google::rpc::Status {
+/// The `google.rpc.Status` value of an error (for errors reported inside a response, and the
+/// details trailer), with its `ErrorInfo` when it has a reason.
+pub fn rpc_status(e: &ServiceError) -> rpc::Status {
+    rpc::Status {
         code: code(e.kind) as i32,
         message: e.message.clone(),
-        details: Vec::new(),
+        details: error_info(e)
+            .map(|info| prost_types::Any {
+                type_url: ERROR_INFO_TYPE_URL.to_string(),
+                value: info.encode_to_vec(),
+            })
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -183,6 +233,29 @@ mod tests {
             assert_eq!(s.code(), expected, "{message}");
             assert_eq!(s.message(), message);
         }
+    }
+
+    #[test]
+    fn reasons_travel_as_error_info_in_the_details() {
+        use crate::service::ErrorReason;
+        let e = ServiceError::new(
+            ErrorKind::FailedPrecondition,
+            "object definition `x` not found",
+        )
+        .with_reason(ErrorReason::UnknownDefinition)
+        .with_metadata("definition_name", "x");
+        let s = status(e.clone());
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let details = rpc::Status::decode(s.details()).unwrap();
+        assert_eq!(details.code, Code::FailedPrecondition as i32);
+        assert_eq!(details.message, e.message);
+        assert_eq!(details.details[0].type_url, ERROR_INFO_TYPE_URL);
+        let info = rpc::ErrorInfo::decode(&details.details[0].value[..]).unwrap();
+        assert_eq!(info.reason, "ERROR_REASON_UNKNOWN_DEFINITION");
+        assert_eq!(info.domain, "authzed.com");
+        assert_eq!(info.metadata["definition_name"], "x");
+        // Without a reason: no details at all.
+        assert!(status(invalid("f", "bad")).details().is_empty());
     }
 
     #[test]

@@ -3,22 +3,24 @@
 //! (callers' capabilities, admins only), plus health and reflection.
 //!
 //! Handlers only translate: they authenticate the caller (`authorization` metadata),
-//! validate and convert the request ([`convert`]), authorize the capability it needs, run the
-//! service call on the blocking pool and convert the result back. Every error reaches the
-//! wire through [`error`], the one mapping to gRPC status codes.
+//! validate and convert the request ([`convert`]) into a service request, and hand it to the
+//! one authorized path ([`call::Backend::execute`] → `Tessera::execute`: limits, the
+//! capability table of `auth`, the operation), then convert the result back. Each RPC's
+//! translation is written once ([`call::Unary`], [`call::ServerStream`]) and also run by the
+//! HTTP/JSON gateway (`crate::http`). Every error reaches the wire through [`error`], the one
+//! mapping to gRPC status codes.
 
-mod access;
-mod call;
+pub mod access;
+pub mod call;
 pub mod codec;
 pub mod convert;
-mod cursor;
 mod edge_status;
 pub mod error;
-mod permissions;
+pub mod permissions;
 pub mod proto;
-mod schema;
+pub mod schema;
 mod server;
-mod watch;
+pub mod watch;
 
 pub use access::AccessApi;
 pub use permissions::PermissionsApi;

@@ -1,31 +1,22 @@
 //! `authzed.api.v1.PermissionsService`: checks, expansion, lookups, and relationship reads,
-//! writes, deletes, imports and exports. Each handler authenticates, translates the request,
-//! authorizes the capability it needs and calls the service; nothing more.
-
-use std::collections::BTreeSet;
-use std::time::Instant;
+//! writes, deletes, imports and exports. Each RPC is a translation of its messages to and from
+//! one service request ([`Unary`]/[`ServerStream`]); the service decides everything else.
 
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::api::proto::authzed::api::v1 as pb;
-use crate::auth::{Caller, Capability};
-use crate::consistency::Consistency;
+use crate::auth::Caller;
 use crate::engine::{CheckOutcome, LookupSubject};
-use crate::model::{
-    Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, SubjectRef,
-};
-use crate::service::{ReadView, ServiceError, Tessera};
+use crate::model::RelationshipFilter;
+use crate::service::{self, CheckAnswer, IMPORT_BATCH, PageToken, ServiceError};
 
-use super::call::{Backend, ResponseStream, Rpc, RpcType, Sink, StreamEnd};
+use super::call::{Backend, GrpcStream, Producer, Rpc, RpcType, ServerStream, Sink, Unary};
 use super::convert;
-use super::cursor::{self, Cursor, CursorKind, Fingerprint};
 use super::error::{self, invalid};
 use pb::permissions_service_server::PermissionsService;
 
 const SERVICE: &str = "authzed.api.v1.PermissionsService";
-
-/// Relationships buffered from an import stream before they are committed as one batch.
-const IMPORT_BATCH: usize = 10_000;
 
 /// The PermissionsService implementation.
 pub struct PermissionsApi {
@@ -38,149 +29,59 @@ impl PermissionsApi {
     }
 }
 
-/// A limit field: 0 means none; above `max` is refused.
-fn limit(field: &str, value: u32, max: usize) -> Result<Option<usize>, ServiceError> {
-    match value as usize {
-        0 => Ok(None),
-        l if l > max => Err(invalid(field, format!("{l} exceeds the maximum of {max}"))),
-        l => Ok(Some(l)),
-    }
+fn cursor(c: Option<&pb::Cursor>) -> Option<PageToken> {
+    c.map(|c| PageToken::cursor(c.token.clone()))
 }
 
-/// The view a paged request reads: the cursor's snapshot when resuming, else the one its
-/// consistency selects.
-fn paged_view(
-    t: &Tessera,
-    cursor: Option<&Cursor>,
-    consistency: Consistency,
-) -> Result<ReadView, ServiceError> {
-    match cursor {
-        Some(c) => t.view_at(c.revision),
-        None => t.view(consistency),
-    }
-}
-
-fn filter_fingerprint(kind: CursorKind, f: &RelationshipFilter) -> u64 {
-    let mut fp = Fingerprint::new(kind)
-        .opt(f.resource_type.as_deref())
-        .opt(f.resource_id.as_deref())
-        .opt(f.resource_id_prefix.as_deref())
-        .opt(f.relation.as_deref());
-    if let Some(s) = &f.subject {
-        fp = fp
-            .str(&s.subject_type)
-            .opt(s.subject_id.as_deref())
-            .str(&format!("{:?}", s.relation));
-    }
-    fp.finish()
-}
-
-fn context_fingerprint(fp: Fingerprint, c: &Context) -> Fingerprint {
-    fp.str(&serde_json::Value::Object(c.clone()).to_string())
-}
-
-fn decode_cursor(
-    c: Option<&pb::Cursor>,
-    kind: CursorKind,
-    fingerprint: u64,
-) -> Result<Option<Cursor>, ServiceError> {
-    c.map(|c| Cursor::decode(&c.token, kind, fingerprint))
-        .transpose()
-}
-
-/// A lookup's cursor and the id its page continues after.
-fn decode_lookup_cursor(
-    c: Option<&pb::Cursor>,
-    kind: CursorKind,
-    fingerprint: u64,
-) -> Result<(Option<Cursor>, Option<String>), ServiceError> {
-    let cursor = decode_cursor(c, kind, fingerprint)?;
-    let after = cursor
-        .as_ref()
-        .map(|c| cursor::id_from_fields(&c.fields))
-        .transpose()?;
-    Ok((cursor, after))
-}
-
-fn encode_cursor(
-    kind: CursorKind,
-    view: &ReadView,
-    fingerprint: u64,
-    fields: Vec<String>,
-) -> pb::Cursor {
-    pb::Cursor {
-        token: Cursor {
-            kind,
-            revision: view.revision(),
-            fingerprint,
-            fields,
-        }
-        .encode(),
-    }
+fn pb_cursor(token: String) -> pb::Cursor {
+    pb::Cursor { token }
 }
 
 /// A traced check's debug information: the answer at the root (Tessera's evaluator does not
 /// record sub-problems) and the schema it was computed against.
 fn debug_information(
-    view: &ReadView,
-    resource: &ObjectRef,
-    permission: &str,
-    subject: &SubjectRef,
-    outcome: &CheckOutcome,
-    started: Instant,
-) -> Result<pb::DebugInformation, ServiceError> {
+    item: &service::CheckItem,
+    answer: &CheckAnswer,
+) -> Option<pb::DebugInformation> {
     use pb::check_debug_trace::{PermissionType, Permissionship};
-    let schema = view.schema()?;
-    let permission_type = match schema.relation(&resource.object_type, permission) {
-        Some(r) if r.is_permission() => PermissionType::Permission,
-        Some(_) => PermissionType::Relation,
+    let trace = answer.trace.as_ref()?;
+    let permission_type = match trace.is_permission {
+        Some(true) => PermissionType::Permission,
+        Some(false) => PermissionType::Relation,
         None => PermissionType::Unspecified,
     };
-    let result = match outcome {
+    let result = match answer.outcome {
         CheckOutcome::Has => Permissionship::HasPermission,
         CheckOutcome::No => Permissionship::NoPermission,
         CheckOutcome::Conditional { .. } => Permissionship::ConditionalPermission,
     };
-    let elapsed = started.elapsed();
-    let schema_used = view
-        .snapshot()
-        .schema()?
-        .map(|s| s.text.to_string())
-        .unwrap_or_default();
-    Ok(pb::DebugInformation {
+    Some(pb::DebugInformation {
         check: Some(pb::CheckDebugTrace {
-            resource: Some(convert::object_ref_to_proto(resource)),
-            permission: permission.to_string(),
+            resource: Some(convert::object_ref_to_proto(&item.resource)),
+            permission: item.permission.clone(),
             permission_type: permission_type as i32,
-            subject: Some(convert::subject_ref_to_proto(subject)),
+            subject: Some(convert::subject_ref_to_proto(&item.subject)),
             result: result as i32,
             duration: Some(prost_types::Duration {
-                seconds: elapsed.as_secs() as i64,
-                nanos: elapsed.subsec_nanos() as i32,
+                seconds: trace.duration.as_secs() as i64,
+                nanos: trace.duration.subsec_nanos() as i32,
             }),
             source: "tessera".into(),
             ..Default::default()
         }),
-        schema_used,
+        schema_used: trace.schema_text.clone(),
     })
 }
 
-/// One validated item of a (bulk) check.
-struct CheckItem {
-    resource: ObjectRef,
-    permission: String,
-    subject: SubjectRef,
-    context: Context,
-}
-
-fn check_item(
+/// One item of a (bulk) check, validated; `prefix` names its place in the request.
+pub(crate) fn check_item(
     prefix: &str,
     resource: Option<&pb::ObjectReference>,
     permission: &str,
     subject: Option<&pb::SubjectReference>,
     context: Option<&prost_types::Struct>,
-) -> Result<CheckItem, ServiceError> {
-    Ok(CheckItem {
+) -> Result<service::CheckItem, ServiceError> {
+    Ok(service::CheckItem {
         resource: convert::object_ref(&format!("{prefix}resource"), resource)?,
         permission: convert::relation(&format!("{prefix}permission"), permission)?,
         subject: convert::concrete_subject(&format!("{prefix}subject"), subject)?,
@@ -197,356 +98,511 @@ fn resolved_subject(s: &LookupSubject) -> Option<pb::ResolvedSubject> {
     })
 }
 
-/// Sends `page` and further pages of a relationship read, each item with its cursor.
-fn stream_read(
-    t: &Tessera,
-    view: &ReadView,
-    filter: &RelationshipFilter,
-    first: Vec<Relationship>,
-    page_size: usize,
-    mut remaining: Option<usize>,
-    mut emit: impl FnMut(Relationship) -> Result<(), StreamEnd>,
-) -> Result<(), StreamEnd> {
-    let mut page = first;
-    loop {
-        let n = page.len();
-        let mut last: Option<RelationshipKey> = None;
-        for r in page {
-            last = Some(r.key());
-            emit(r)?;
-        }
-        if let Some(rem) = remaining.as_mut() {
-            *rem -= n;
-            if *rem == 0 {
-                return Ok(());
-            }
-        }
-        let Some(last) = last.filter(|_| n == page_size) else {
-            return Ok(());
+// ---- unary RPCs ---------------------------------------------------------------------------
+
+pub struct CheckPermission;
+
+impl Unary for CheckPermission {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "CheckPermission";
+    type Request = pb::CheckPermissionRequest;
+    type Response = pb::CheckPermissionResponse;
+    type Op = TracedCheck;
+
+    fn request(req: pb::CheckPermissionRequest) -> Result<TracedCheck, ServiceError> {
+        Ok(TracedCheck(service::Check {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            item: check_item(
+                "",
+                req.resource.as_ref(),
+                &req.permission,
+                req.subject.as_ref(),
+                req.context.as_ref(),
+            )?,
+            with_tracing: req.with_tracing,
+        }))
+    }
+
+    fn response(
+        (out, item): (service::CheckResult, service::CheckItem),
+    ) -> Result<pb::CheckPermissionResponse, ServiceError> {
+        let (permissionship, partial_caveat_info) = convert::permissionship(&out.answer.outcome);
+        Ok(pb::CheckPermissionResponse {
+            checked_at: Some(convert::zookie(out.revision)),
+            permissionship: permissionship as i32,
+            partial_caveat_info,
+            debug_trace: debug_information(&item, &out.answer),
+            optional_expires_at: None,
+        })
+    }
+}
+
+/// A check that keeps its item for the debug trace of the response.
+pub struct TracedCheck(service::Check);
+
+impl service::Request for TracedCheck {
+    type Output = (service::CheckResult, service::CheckItem);
+    fn operation(&self) -> crate::auth::Operation {
+        self.0.operation()
+    }
+    fn run(self, t: &service::Tessera, caller: &Caller) -> Result<Self::Output, ServiceError> {
+        let item = self.0.item.clone();
+        Ok((self.0.run(t, caller)?, item))
+    }
+}
+
+pub struct CheckBulkPermissions;
+
+impl Unary for CheckBulkPermissions {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "CheckBulkPermissions";
+    type Request = pb::CheckBulkPermissionsRequest;
+    type Response = pb::CheckBulkPermissionsResponse;
+    type Op = BulkCheck;
+
+    fn request(req: pb::CheckBulkPermissionsRequest) -> Result<BulkCheck, ServiceError> {
+        let consistency = convert::consistency(req.consistency.as_ref())?;
+        let items = req
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                check_item(
+                    &format!("items[{i}]."),
+                    item.resource.as_ref(),
+                    &item.permission,
+                    item.subject.as_ref(),
+                    item.context.as_ref(),
+                )
+            })
+            .collect();
+        Ok(BulkCheck {
+            check: service::CheckBulk {
+                consistency,
+                items,
+                with_tracing: req.with_tracing,
+                stop_after: None,
+            },
+            wire_items: req.items,
+        })
+    }
+
+    fn response(
+        (result, wire_items, checked): (
+            service::CheckBulkResult,
+            Vec<pb::CheckBulkPermissionsRequestItem>,
+            Vec<Option<service::CheckItem>>,
+        ),
+    ) -> Result<pb::CheckBulkPermissionsResponse, ServiceError> {
+        use pb::check_bulk_permissions_pair::Response as PairResponse;
+        let pairs = result
+            .answers
+            .into_iter()
+            .zip(wire_items)
+            .zip(checked)
+            .map(|((answer, request), item)| {
+                let response = match (answer, item) {
+                    (Ok(answer), Some(item)) => {
+                        let (permissionship, partial_caveat_info) =
+                            convert::permissionship(&answer.outcome);
+                        PairResponse::Item(pb::CheckBulkPermissionsResponseItem {
+                            permissionship: permissionship as i32,
+                            partial_caveat_info,
+                            debug_trace: debug_information(&item, &answer),
+                        })
+                    }
+                    (Err(e), _) => PairResponse::Error(error::rpc_status(&e)),
+                    (Ok(_), None) => PairResponse::Error(error::rpc_status(&error::internal(
+                        "a bulk check item was answered without having been validated",
+                    ))),
+                };
+                pb::CheckBulkPermissionsPair {
+                    request: Some(request),
+                    response: Some(response),
+                }
+            })
+            .collect();
+        Ok(pb::CheckBulkPermissionsResponse {
+            checked_at: Some(convert::zookie(result.revision)),
+            pairs,
+        })
+    }
+}
+
+/// A bulk check that keeps the request's items to echo them in the response pairs.
+pub struct BulkCheck {
+    check: service::CheckBulk,
+    wire_items: Vec<pb::CheckBulkPermissionsRequestItem>,
+}
+
+impl service::Request for BulkCheck {
+    type Output = (
+        service::CheckBulkResult,
+        Vec<pb::CheckBulkPermissionsRequestItem>,
+        Vec<Option<service::CheckItem>>,
+    );
+    fn validate(&self, config: &service::ServiceConfig) -> Result<(), ServiceError> {
+        self.check.validate(config)
+    }
+    fn operation(&self) -> crate::auth::Operation {
+        self.check.operation()
+    }
+    fn run(self, t: &service::Tessera, caller: &Caller) -> Result<Self::Output, ServiceError> {
+        let items = self
+            .check
+            .items
+            .iter()
+            .map(|i| i.as_ref().ok().cloned())
+            .collect();
+        let result = self.check.run(t, caller)?;
+        Ok((result, self.wire_items, items))
+    }
+}
+
+pub struct ExpandPermissionTree;
+
+impl Unary for ExpandPermissionTree {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "ExpandPermissionTree";
+    type Request = pb::ExpandPermissionTreeRequest;
+    type Response = pb::ExpandPermissionTreeResponse;
+    type Op = service::Expand;
+
+    fn request(req: pb::ExpandPermissionTreeRequest) -> Result<service::Expand, ServiceError> {
+        Ok(service::Expand {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            resource: convert::object_ref("resource", req.resource.as_ref())?,
+            permission: convert::relation("permission", &req.permission)?,
+        })
+    }
+
+    fn response(
+        (tree, revision): (crate::engine::ExpandTree, crate::model::Revision),
+    ) -> Result<pb::ExpandPermissionTreeResponse, ServiceError> {
+        Ok(pb::ExpandPermissionTreeResponse {
+            expanded_at: Some(convert::zookie(revision)),
+            tree_root: Some(convert::expand_tree(&tree, None)),
+        })
+    }
+}
+
+pub struct WriteRelationships;
+
+impl Unary for WriteRelationships {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "WriteRelationships";
+    type Request = pb::WriteRelationshipsRequest;
+    type Response = pb::WriteRelationshipsResponse;
+    type Op = service::WriteRelationships;
+
+    fn request(
+        req: pb::WriteRelationshipsRequest,
+    ) -> Result<service::WriteRelationships, ServiceError> {
+        let updates = req
+            .updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| convert::update(&format!("updates[{i}]"), u))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(service::WriteRelationships {
+            updates,
+            preconditions: convert::preconditions(&req.optional_preconditions)?,
+            metadata: convert::transaction_metadata(
+                "optional_transaction_metadata",
+                req.optional_transaction_metadata.as_ref(),
+            )?,
+        })
+    }
+
+    fn response(
+        revision: crate::model::Revision,
+    ) -> Result<pb::WriteRelationshipsResponse, ServiceError> {
+        Ok(pb::WriteRelationshipsResponse {
+            written_at: Some(convert::zookie(revision)),
+        })
+    }
+}
+
+pub struct DeleteRelationships;
+
+impl Unary for DeleteRelationships {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "DeleteRelationships";
+    type Request = pb::DeleteRelationshipsRequest;
+    type Response = pb::DeleteRelationshipsResponse;
+    type Op = service::DeleteRelationships;
+
+    fn request(
+        req: pb::DeleteRelationshipsRequest,
+    ) -> Result<service::DeleteRelationships, ServiceError> {
+        Ok(service::DeleteRelationships {
+            filter: convert::relationship_filter(
+                "relationship_filter",
+                req.relationship_filter.as_ref(),
+            )?,
+            preconditions: convert::preconditions(&req.optional_preconditions)?,
+            limit: req.optional_limit,
+            allow_partial: req.optional_allow_partial_deletions,
+            metadata: convert::transaction_metadata(
+                "optional_transaction_metadata",
+                req.optional_transaction_metadata.as_ref(),
+            )?,
+        })
+    }
+
+    fn response(
+        outcome: crate::store::DeleteOutcome,
+    ) -> Result<pb::DeleteRelationshipsResponse, ServiceError> {
+        use pb::delete_relationships_response::DeletionProgress;
+        let progress = if outcome.partial {
+            DeletionProgress::Partial
+        } else {
+            DeletionProgress::Complete
         };
-        let next = remaining.map_or(page_size, |r| r.min(page_size));
-        page = t.read_relationships(view, filter, Some(&last), Some(next))?;
-        if page.is_empty() {
-            return Ok(());
-        }
+        Ok(pb::DeleteRelationshipsResponse {
+            deleted_at: Some(convert::zookie(outcome.revision)),
+            deletion_progress: progress as i32,
+            relationships_deleted_count: outcome.deleted,
+        })
+    }
+}
+
+// ---- server-streaming RPCs ----------------------------------------------------------------
+
+pub struct ReadRelationships;
+
+impl ServerStream for ReadRelationships {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "ReadRelationships";
+    type Request = pb::ReadRelationshipsRequest;
+    type Item = pb::ReadRelationshipsResponse;
+    type Op = service::ReadRelationships;
+
+    fn request(
+        req: pb::ReadRelationshipsRequest,
+    ) -> Result<service::ReadRelationships, ServiceError> {
+        Ok(service::ReadRelationships {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            filter: convert::relationship_filter(
+                "relationship_filter",
+                req.relationship_filter.as_ref(),
+            )?,
+            limit: req.optional_limit,
+            cursor: cursor(req.optional_cursor.as_ref()),
+        })
+    }
+
+    fn producer(backend: &Backend, pages: service::RelationshipPages) -> Producer<Self::Item> {
+        let tessera = backend.tessera.clone();
+        Producer::Blocking(Box::new(move |sink: &Sink<Self::Item>| {
+            let read_at = convert::zookie(pages.revision());
+            pages.for_each(&tessera, |r, c| {
+                sink.send_blocking(pb::ReadRelationshipsResponse {
+                    read_at: Some(read_at.clone()),
+                    relationship: Some(convert::relationship_to_proto(&r)),
+                    after_result_cursor: Some(pb_cursor(c)),
+                })
+            })
+        }))
+    }
+}
+
+pub struct LookupResources;
+
+impl ServerStream for LookupResources {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "LookupResources";
+    type Request = pb::LookupResourcesRequest;
+    type Item = pb::LookupResourcesResponse;
+    type Op = service::LookupResources;
+
+    fn request(req: pb::LookupResourcesRequest) -> Result<service::LookupResources, ServiceError> {
+        Ok(service::LookupResources {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            resource_type: convert::object_type("resource_object_type", &req.resource_object_type)?,
+            permission: convert::relation("permission", &req.permission)?,
+            subject: convert::concrete_subject("subject", req.subject.as_ref())?,
+            context: convert::context("context", req.context.as_ref())?,
+            limit: (req.optional_limit > 0).then_some(req.optional_limit as usize),
+            cursor: cursor(req.optional_cursor.as_ref()),
+        })
+    }
+
+    fn producer(
+        _: &Backend,
+        page: service::LookupPage<crate::engine::LookupResource>,
+    ) -> Producer<Self::Item> {
+        Producer::Blocking(Box::new(move |sink: &Sink<Self::Item>| {
+            let looked_up_at = convert::zookie(page.revision);
+            for (r, c) in page.items {
+                let Some((permissionship, partial_caveat_info)) =
+                    convert::lookup_permissionship(&r.outcome)
+                else {
+                    continue;
+                };
+                sink.send_blocking(pb::LookupResourcesResponse {
+                    looked_up_at: Some(looked_up_at.clone()),
+                    resource_object_id: r.resource_id,
+                    permissionship: permissionship as i32,
+                    partial_caveat_info,
+                    after_result_cursor: Some(pb_cursor(c)),
+                })?;
+            }
+            Ok(())
+        }))
+    }
+}
+
+pub struct LookupSubjects;
+
+impl ServerStream for LookupSubjects {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "LookupSubjects";
+    type Request = pb::LookupSubjectsRequest;
+    type Item = pb::LookupSubjectsResponse;
+    type Op = service::LookupSubjects;
+
+    fn request(req: pb::LookupSubjectsRequest) -> Result<service::LookupSubjects, ServiceError> {
+        use pb::lookup_subjects_request::WildcardOption;
+        let include_wildcards = match WildcardOption::try_from(req.wildcard_option) {
+            Ok(WildcardOption::Unspecified | WildcardOption::IncludeWildcards) => true,
+            Ok(WildcardOption::ExcludeWildcards) => false,
+            Err(_) => {
+                return Err(invalid(
+                    "wildcard_option",
+                    format!("unknown value {}", req.wildcard_option),
+                ));
+            }
+        };
+        Ok(service::LookupSubjects {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            resource: convert::object_ref("resource", req.resource.as_ref())?,
+            permission: convert::relation("permission", &req.permission)?,
+            subject_type: convert::object_type("subject_object_type", &req.subject_object_type)?,
+            subject_relation: convert::optional_relation(
+                "optional_subject_relation",
+                &req.optional_subject_relation,
+            )?,
+            context: convert::context("context", req.context.as_ref())?,
+            concrete_limit: (req.optional_concrete_limit > 0)
+                .then_some(req.optional_concrete_limit as usize),
+            include_wildcards,
+            cursor: cursor(req.optional_cursor.as_ref()),
+        })
+    }
+
+    fn producer(_: &Backend, page: service::LookupPage<LookupSubject>) -> Producer<Self::Item> {
+        Producer::Blocking(Box::new(move |sink: &Sink<Self::Item>| {
+            let looked_up_at = convert::zookie(page.revision);
+            for (s, c) in page.items {
+                let Some(subject) = resolved_subject(&s) else {
+                    continue;
+                };
+                let excluded_subjects: Vec<pb::ResolvedSubject> =
+                    s.excluded.iter().filter_map(resolved_subject).collect();
+                // The deprecated fields are still filled, as the reference does, for older
+                // clients.
+                #[allow(deprecated)]
+                let response = pb::LookupSubjectsResponse {
+                    looked_up_at: Some(looked_up_at.clone()),
+                    subject_object_id: subject.subject_object_id.clone(),
+                    excluded_subject_ids: excluded_subjects
+                        .iter()
+                        .map(|e| e.subject_object_id.clone())
+                        .collect(),
+                    permissionship: subject.permissionship,
+                    partial_caveat_info: subject.partial_caveat_info.clone(),
+                    subject: Some(subject),
+                    excluded_subjects,
+                    after_result_cursor: Some(pb_cursor(c)),
+                };
+                sink.send_blocking(response)?;
+            }
+            Ok(())
+        }))
+    }
+}
+
+pub struct ExportBulkRelationships;
+
+impl ServerStream for ExportBulkRelationships {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "ExportBulkRelationships";
+    type Request = pb::ExportBulkRelationshipsRequest;
+    type Item = pb::ExportBulkRelationshipsResponse;
+    type Op = service::ExportRelationships;
+
+    fn request(
+        req: pb::ExportBulkRelationshipsRequest,
+    ) -> Result<service::ExportRelationships, ServiceError> {
+        let filter = match &req.optional_relationship_filter {
+            Some(f) => convert::any_relationship_filter("optional_relationship_filter", f)?,
+            None => RelationshipFilter::default(),
+        };
+        Ok(service::ExportRelationships {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            filter,
+            chunk: req.optional_limit,
+            cursor: cursor(req.optional_cursor.as_ref()),
+        })
+    }
+
+    fn producer(backend: &Backend, chunks: service::ExportChunks) -> Producer<Self::Item> {
+        let tessera = backend.tessera.clone();
+        Producer::Blocking(Box::new(move |sink: &Sink<Self::Item>| {
+            chunks.for_each(&tessera, |page, c| {
+                sink.send_blocking(pb::ExportBulkRelationshipsResponse {
+                    after_result_cursor: c.map(pb_cursor),
+                    relationships: page.iter().map(convert::relationship_to_proto).collect(),
+                })
+            })
+        }))
     }
 }
 
 #[tonic::async_trait]
 impl PermissionsService for PermissionsApi {
-    type ReadRelationshipsStream = ResponseStream<pb::ReadRelationshipsResponse>;
-    type LookupResourcesStream = ResponseStream<pb::LookupResourcesResponse>;
-    type LookupSubjectsStream = ResponseStream<pb::LookupSubjectsResponse>;
-    type ExportBulkRelationshipsStream = ResponseStream<pb::ExportBulkRelationshipsResponse>;
+    type ReadRelationshipsStream = GrpcStream<pb::ReadRelationshipsResponse>;
+    type LookupResourcesStream = GrpcStream<pb::LookupResourcesResponse>;
+    type LookupSubjectsStream = GrpcStream<pb::LookupSubjectsResponse>;
+    type ExportBulkRelationshipsStream = GrpcStream<pb::ExportBulkRelationshipsResponse>;
 
     async fn read_relationships(
         &self,
         request: Request<pb::ReadRelationshipsRequest>,
     ) -> Result<Response<Self::ReadRelationshipsStream>, Status> {
-        let rpc = Rpc::start(SERVICE, "ReadRelationships", RpcType::ServerStream);
-        let backend = self.backend.clone();
-        rpc.server_stream(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let filter = convert::relationship_filter(
-                "relationship_filter",
-                req.relationship_filter.as_ref(),
-            )?;
-            let max = backend.tessera.config().max_read_page;
-            let limit = limit("optional_limit", req.optional_limit, max)?;
-            const KIND: CursorKind = CursorKind::ReadRelationships;
-            let fp = filter_fingerprint(KIND, &filter);
-            let cursor = decode_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
-            let after = cursor
-                .as_ref()
-                .map(|c| cursor::key_from_fields(&c.fields))
-                .transpose()?;
-            let page_size = limit.unwrap_or(max).min(max);
-            let (view, first, filter) = backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
-                    let view = paged_view(&b.tessera, cursor.as_ref(), consistency)?;
-                    let first = b.tessera.read_relationships(
-                        &view,
-                        &filter,
-                        after.as_ref(),
-                        Some(page_size),
-                    )?;
-                    Ok((view, first, filter))
-                })
-                .await?;
-            Ok(move |sink: &Sink<pb::ReadRelationshipsResponse>| {
-                let read_at = convert::zookie(view.revision());
-                stream_read(
-                    &backend.tessera,
-                    &view,
-                    &filter,
-                    first,
-                    page_size,
-                    limit,
-                    |r| {
-                        let after_result_cursor =
-                            encode_cursor(KIND, &view, fp, cursor::key_fields(&r.key()));
-                        sink.send_blocking(pb::ReadRelationshipsResponse {
-                            read_at: Some(read_at.clone()),
-                            relationship: Some(convert::relationship_to_proto(&r)),
-                            after_result_cursor: Some(after_result_cursor),
-                        })
-                    },
-                )
-            })
-        })
-        .await
+        self.backend.grpc_stream::<ReadRelationships>(request).await
     }
 
     async fn write_relationships(
         &self,
         request: Request<pb::WriteRelationshipsRequest>,
     ) -> Result<Response<pb::WriteRelationshipsResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "WriteRelationships", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let updates = req
-                .updates
-                .iter()
-                .enumerate()
-                .map(|(i, u)| convert::update(&format!("updates[{i}]"), u))
-                .collect::<Result<Vec<_>, _>>()?;
-            let preconditions = convert::preconditions(&req.optional_preconditions)?;
-            let metadata = convert::transaction_metadata(
-                "optional_transaction_metadata",
-                req.optional_transaction_metadata.as_ref(),
-            )?;
-            let types: BTreeSet<String> = updates
-                .iter()
-                .map(|u| u.relationship.resource.object_type.clone())
-                .collect();
-            let revision = backend
-                .blocking(move |b| {
-                    for t in types {
-                        b.authorize(
-                            &caller,
-                            &Capability::WriteRelationships { resource_type: t },
-                        )?;
-                    }
-                    // Preconditions read data: a writer must also be allowed to read.
-                    if !preconditions.is_empty() {
-                        b.authorize(&caller, &Capability::Read)?;
-                    }
-                    b.tessera
-                        .write_relationships(updates, preconditions, Some(caller.id), metadata)
-                })
-                .await?;
-            Ok(pb::WriteRelationshipsResponse {
-                written_at: Some(convert::zookie(revision)),
-            })
-        })
-        .await
+        self.backend.grpc_unary::<WriteRelationships>(request).await
     }
 
     async fn delete_relationships(
         &self,
         request: Request<pb::DeleteRelationshipsRequest>,
     ) -> Result<Response<pb::DeleteRelationshipsResponse>, Status> {
-        use pb::delete_relationships_response::DeletionProgress;
-        let rpc = Rpc::start(SERVICE, "DeleteRelationships", RpcType::Unary);
-        let backend = self.backend.clone();
-        rpc.unary(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let filter = convert::relationship_filter(
-                "relationship_filter",
-                req.relationship_filter.as_ref(),
-            )?;
-            // Deletes are authorized per resource type, so the type must be named.
-            let resource_type = filter.resource_type.clone().ok_or_else(|| {
-                invalid(
-                    "relationship_filter.resource_type",
-                    "is required: deletes are authorized per resource type",
-                )
-            })?;
-            let preconditions = convert::preconditions(&req.optional_preconditions)?;
-            let limit = (req.optional_limit > 0).then_some(req.optional_limit as usize);
-            let allow_partial = req.optional_allow_partial_deletions;
-            let metadata = convert::transaction_metadata(
-                "optional_transaction_metadata",
-                req.optional_transaction_metadata.as_ref(),
-            )?;
-            let outcome = backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::WriteRelationships { resource_type })?;
-                    if !preconditions.is_empty() {
-                        b.authorize(&caller, &Capability::Read)?;
-                    }
-                    b.tessera.delete_relationships(
-                        filter,
-                        preconditions,
-                        limit,
-                        allow_partial,
-                        Some(caller.id),
-                        metadata,
-                    )
-                })
-                .await?;
-            let progress = if outcome.partial {
-                DeletionProgress::Partial
-            } else {
-                DeletionProgress::Complete
-            };
-            Ok(pb::DeleteRelationshipsResponse {
-                deleted_at: Some(convert::zookie(outcome.revision)),
-                deletion_progress: progress as i32,
-                relationships_deleted_count: outcome.deleted,
-            })
-        })
-        .await
+        self.backend
+            .grpc_unary::<DeleteRelationships>(request)
+            .await
     }
 
     async fn check_permission(
         &self,
         request: Request<pb::CheckPermissionRequest>,
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
-        let started = Instant::now();
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "CheckPermission",
-                request,
-                Capability::Read,
-                |req| {
-                    let consistency = convert::consistency(req.consistency.as_ref())?;
-                    let item = check_item(
-                        "",
-                        req.resource.as_ref(),
-                        &req.permission,
-                        req.subject.as_ref(),
-                        req.context.as_ref(),
-                    )?;
-                    Ok((consistency, item, req.with_tracing))
-                },
-                move |b, _, (consistency, item, tracing)| {
-                    let view = b.tessera.view(consistency)?;
-                    let outcome = b.tessera.check(
-                        &view,
-                        &item.resource,
-                        &item.permission,
-                        &item.subject,
-                        &item.context,
-                    )?;
-                    let debug_trace = if tracing {
-                        Some(debug_information(
-                            &view,
-                            &item.resource,
-                            &item.permission,
-                            &item.subject,
-                            &outcome,
-                            started,
-                        )?)
-                    } else {
-                        None
-                    };
-                    let (permissionship, partial_caveat_info) = convert::permissionship(&outcome);
-                    Ok(pb::CheckPermissionResponse {
-                        checked_at: Some(convert::zookie(view.revision())),
-                        permissionship: permissionship as i32,
-                        partial_caveat_info,
-                        debug_trace,
-                        optional_expires_at: None,
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<CheckPermission>(request).await
     }
 
     async fn check_bulk_permissions(
         &self,
         request: Request<pb::CheckBulkPermissionsRequest>,
     ) -> Result<Response<pb::CheckBulkPermissionsResponse>, Status> {
-        use pb::check_bulk_permissions_pair::Response as PairResponse;
-        let started = Instant::now();
-        let max = self.backend.tessera.config().max_bulk_check_items;
         self.backend
-            .authorized_unary(
-                SERVICE,
-                "CheckBulkPermissions",
-                request,
-                Capability::Read,
-                |req| {
-                    let consistency = convert::consistency(req.consistency.as_ref())?;
-                    if req.items.len() > max {
-                        return Err(invalid(
-                            "items",
-                            format!(
-                                "{} items exceed the limit of {max} per request",
-                                req.items.len()
-                            ),
-                        ));
-                    }
-                    Ok((consistency, req))
-                },
-                move |b, _, (consistency, req)| {
-                    let tracing = req.with_tracing;
-                    // One snapshot for every item.
-                    let view = b.tessera.view(consistency)?;
-                    let pairs = req
-                        .items
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, item)| {
-                            let answer = check_item(
-                                &format!("items[{i}]."),
-                                item.resource.as_ref(),
-                                &item.permission,
-                                item.subject.as_ref(),
-                                item.context.as_ref(),
-                            )
-                            .and_then(|c| {
-                                let outcome = b.tessera.check(
-                                    &view,
-                                    &c.resource,
-                                    &c.permission,
-                                    &c.subject,
-                                    &c.context,
-                                )?;
-                                let debug_trace = if tracing {
-                                    Some(debug_information(
-                                        &view,
-                                        &c.resource,
-                                        &c.permission,
-                                        &c.subject,
-                                        &outcome,
-                                        started,
-                                    )?)
-                                } else {
-                                    None
-                                };
-                                let (permissionship, partial_caveat_info) =
-                                    convert::permissionship(&outcome);
-                                Ok(pb::CheckBulkPermissionsResponseItem {
-                                    permissionship: permissionship as i32,
-                                    partial_caveat_info,
-                                    debug_trace,
-                                })
-                            });
-                            let response = match answer {
-                                Ok(item) => PairResponse::Item(item),
-                                Err(e) => PairResponse::Error(error::rpc_status(&e)),
-                            };
-                            pb::CheckBulkPermissionsPair {
-                                request: Some(item),
-                                response: Some(response),
-                            }
-                        })
-                        .collect();
-                    Ok(pb::CheckBulkPermissionsResponse {
-                        checked_at: Some(convert::zookie(view.revision())),
-                        pairs,
-                    })
-                },
-            )
+            .grpc_unary::<CheckBulkPermissions>(request)
             .await
     }
 
@@ -555,27 +611,7 @@ impl PermissionsService for PermissionsApi {
         request: Request<pb::ExpandPermissionTreeRequest>,
     ) -> Result<Response<pb::ExpandPermissionTreeResponse>, Status> {
         self.backend
-            .authorized_unary(
-                SERVICE,
-                "ExpandPermissionTree",
-                request,
-                Capability::Read,
-                |req| {
-                    Ok((
-                        convert::consistency(req.consistency.as_ref())?,
-                        convert::object_ref("resource", req.resource.as_ref())?,
-                        convert::relation("permission", &req.permission)?,
-                    ))
-                },
-                |b, _, (consistency, resource, permission)| {
-                    let view = b.tessera.view(consistency)?;
-                    let tree = b.tessera.expand(&view, &resource, &permission)?;
-                    Ok(pb::ExpandPermissionTreeResponse {
-                        expanded_at: Some(convert::zookie(view.revision())),
-                        tree_root: Some(convert::expand_tree(&tree, None)),
-                    })
-                },
-            )
+            .grpc_unary::<ExpandPermissionTree>(request)
             .await
     }
 
@@ -583,177 +619,21 @@ impl PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::LookupResourcesRequest>,
     ) -> Result<Response<Self::LookupResourcesStream>, Status> {
-        let rpc = Rpc::start(SERVICE, "LookupResources", RpcType::ServerStream);
-        let backend = self.backend.clone();
-        rpc.server_stream(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let resource_type =
-                convert::object_type("resource_object_type", &req.resource_object_type)?;
-            let permission = convert::relation("permission", &req.permission)?;
-            let subject = convert::concrete_subject("subject", req.subject.as_ref())?;
-            let context = convert::context("context", req.context.as_ref())?;
-            let limit = (req.optional_limit > 0).then_some(req.optional_limit as usize);
-            const KIND: CursorKind = CursorKind::LookupResources;
-            let fp = Fingerprint::new(KIND)
-                .str(&resource_type)
-                .str(&permission)
-                .str(&subject.to_string());
-            let fp = context_fingerprint(fp, &context).finish();
-            let (cursor, after) = decode_lookup_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
-            let (view, found) = backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
-                    let view = paged_view(&b.tessera, cursor.as_ref(), consistency)?;
-                    let found = b.tessera.lookup_resources(
-                        &view,
-                        &resource_type,
-                        &permission,
-                        &subject,
-                        &context,
-                        after.as_deref(),
-                        limit,
-                    )?;
-                    Ok((view, found))
-                })
-                .await?;
-            Ok(move |sink: &Sink<pb::LookupResourcesResponse>| {
-                let looked_up_at = convert::zookie(view.revision());
-                for r in found {
-                    let Some((permissionship, partial_caveat_info)) =
-                        convert::lookup_permissionship(&r.outcome)
-                    else {
-                        continue;
-                    };
-                    let after_result_cursor =
-                        encode_cursor(KIND, &view, fp, vec![r.resource_id.clone()]);
-                    sink.send_blocking(pb::LookupResourcesResponse {
-                        looked_up_at: Some(looked_up_at.clone()),
-                        resource_object_id: r.resource_id,
-                        permissionship: permissionship as i32,
-                        partial_caveat_info,
-                        after_result_cursor: Some(after_result_cursor),
-                    })?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.backend.grpc_stream::<LookupResources>(request).await
     }
 
     async fn lookup_subjects(
         &self,
         request: Request<pb::LookupSubjectsRequest>,
     ) -> Result<Response<Self::LookupSubjectsStream>, Status> {
-        use pb::lookup_subjects_request::WildcardOption;
-        let rpc = Rpc::start(SERVICE, "LookupSubjects", RpcType::ServerStream);
-        let backend = self.backend.clone();
-        rpc.server_stream(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let resource = convert::object_ref("resource", req.resource.as_ref())?;
-            let permission = convert::relation("permission", &req.permission)?;
-            let subject_type =
-                convert::object_type("subject_object_type", &req.subject_object_type)?;
-            let subject_relation = convert::optional_relation(
-                "optional_subject_relation",
-                &req.optional_subject_relation,
-            )?;
-            let context = convert::context("context", req.context.as_ref())?;
-            let concrete_limit =
-                (req.optional_concrete_limit > 0).then_some(req.optional_concrete_limit as usize);
-            let include_wildcards = match WildcardOption::try_from(req.wildcard_option) {
-                Ok(WildcardOption::Unspecified | WildcardOption::IncludeWildcards) => true,
-                Ok(WildcardOption::ExcludeWildcards) => false,
-                Err(_) => {
-                    return Err(invalid(
-                        "wildcard_option",
-                        format!("unknown value {}", req.wildcard_option),
-                    ));
-                }
-            };
-            const KIND: CursorKind = CursorKind::LookupSubjects;
-            let fp = Fingerprint::new(KIND)
-                .str(&resource.to_string())
-                .str(&permission)
-                .str(&subject_type)
-                .opt(subject_relation.as_deref())
-                .str(if include_wildcards {
-                    "wildcards"
-                } else {
-                    "concrete"
-                });
-            let fp = context_fingerprint(fp, &context).finish();
-            let (cursor, after) = decode_lookup_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
-            let (view, found) = backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
-                    let view = paged_view(&b.tessera, cursor.as_ref(), consistency)?;
-                    let found = b.tessera.lookup_subjects(
-                        &view,
-                        &resource,
-                        &permission,
-                        &subject_type,
-                        subject_relation.as_deref(),
-                        &context,
-                        after.as_deref(),
-                        None,
-                    )?;
-                    Ok((view, found))
-                })
-                .await?;
-            Ok(move |sink: &Sink<pb::LookupSubjectsResponse>| {
-                let looked_up_at = convert::zookie(view.revision());
-                let mut concrete = 0usize;
-                for s in found {
-                    let wildcard = s.subject_id == crate::model::WILDCARD_ID;
-                    if wildcard && !include_wildcards {
-                        continue;
-                    }
-                    // The limit counts concrete subjects; the wildcard rides along on the first page.
-                    if !wildcard {
-                        if concrete_limit.is_some_and(|l| concrete >= l) {
-                            break;
-                        }
-                        concrete += 1;
-                    }
-                    let Some(subject) = resolved_subject(&s) else {
-                        continue;
-                    };
-                    let excluded_subjects: Vec<pb::ResolvedSubject> =
-                        s.excluded.iter().filter_map(resolved_subject).collect();
-                    let after_result_cursor =
-                        encode_cursor(KIND, &view, fp, vec![s.subject_id.clone()]);
-                    // The deprecated fields are still filled, as the reference does, for older clients.
-                    #[allow(deprecated)]
-                    let response = pb::LookupSubjectsResponse {
-                        looked_up_at: Some(looked_up_at.clone()),
-                        subject_object_id: subject.subject_object_id.clone(),
-                        excluded_subject_ids: excluded_subjects
-                            .iter()
-                            .map(|e| e.subject_object_id.clone())
-                            .collect(),
-                        permissionship: subject.permissionship,
-                        partial_caveat_info: subject.partial_caveat_info.clone(),
-                        subject: Some(subject),
-                        excluded_subjects,
-                        after_result_cursor: Some(after_result_cursor),
-                    };
-                    sink.send_blocking(response)?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.backend.grpc_stream::<LookupSubjects>(request).await
     }
 
     async fn import_bulk_relationships(
         &self,
         request: Request<Streaming<pb::ImportBulkRelationshipsRequest>>,
     ) -> Result<Response<pb::ImportBulkRelationshipsResponse>, Status> {
-        let rpc = Rpc::start(SERVICE, "ImportBulkRelationships", RpcType::ClientStream);
+        let rpc = Rpc::grpc(SERVICE, "ImportBulkRelationships", RpcType::ClientStream);
         let backend = self.backend.clone();
         rpc.unary(async move {
             let caller = backend.authenticate(&request)?;
@@ -793,82 +673,20 @@ impl PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::ExportBulkRelationshipsRequest>,
     ) -> Result<Response<Self::ExportBulkRelationshipsStream>, Status> {
-        let rpc = Rpc::start(SERVICE, "ExportBulkRelationships", RpcType::ServerStream);
-        let backend = self.backend.clone();
-        rpc.server_stream(async move {
-            let caller = backend.authenticate(&request)?;
-            let req = request.into_inner();
-            let consistency = convert::consistency(req.consistency.as_ref())?;
-            let filter = match &req.optional_relationship_filter {
-                Some(f) => convert::any_relationship_filter("optional_relationship_filter", f)?,
-                None => RelationshipFilter::default(),
-            };
-            // The chunk size is only a hint: larger requests are served in chunks of the maximum.
-            let max = backend.tessera.config().max_read_page;
-            let chunk = match req.optional_limit as usize {
-                0 => max,
-                l => l.min(max),
-            };
-            const KIND: CursorKind = CursorKind::ExportRelationships;
-            let fp = filter_fingerprint(KIND, &filter);
-            let cursor = decode_cursor(req.optional_cursor.as_ref(), KIND, fp)?;
-            let after = cursor
-                .as_ref()
-                .map(|c| cursor::key_from_fields(&c.fields))
-                .transpose()?;
-            let (view, first, filter) = backend
-                .blocking(move |b| {
-                    b.authorize(&caller, &Capability::Read)?;
-                    let view = paged_view(&b.tessera, cursor.as_ref(), consistency)?;
-                    let first = b.tessera.read_relationships(
-                        &view,
-                        &filter,
-                        after.as_ref(),
-                        Some(chunk),
-                    )?;
-                    Ok((view, first, filter))
-                })
-                .await?;
-            Ok(move |sink: &Sink<pb::ExportBulkRelationshipsResponse>| {
-                let t = &backend.tessera;
-                let mut page = first;
-                while !page.is_empty() {
-                    let full = page.len() == chunk;
-                    let last = page.last().map(Relationship::key);
-                    let after_result_cursor = last
-                        .as_ref()
-                        .map(|k| encode_cursor(KIND, &view, fp, cursor::key_fields(k)));
-                    sink.send_blocking(pb::ExportBulkRelationshipsResponse {
-                        after_result_cursor,
-                        relationships: page.iter().map(convert::relationship_to_proto).collect(),
-                    })?;
-                    match last {
-                        Some(last) if full => {
-                            page =
-                                t.read_relationships(&view, &filter, Some(&last), Some(chunk))?;
-                        }
-                        _ => break,
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.backend
+            .grpc_stream::<ExportBulkRelationships>(request)
+            .await
     }
 }
 
-/// A committed import batch: how many relationships, and the resource types it authorized.
-type BatchDone = (usize, BTreeSet<String>);
-
-/// Commits an import stream in batches: relationships are buffered up to [`IMPORT_BATCH`],
-/// and while one batch commits on the blocking pool the next is received, so network and
-/// storage work overlap. Each resource type is authorized once per stream.
+/// Commits an import stream in batches of [`IMPORT_BATCH`]: while one batch commits (through
+/// the one authorized path, so each batch's resource types are authorized) the next is
+/// received, so network and storage work overlap.
 struct Importer {
     backend: Backend,
     caller: Caller,
-    buffer: Vec<Relationship>,
-    authorized: BTreeSet<String>,
-    in_flight: Option<tokio::task::JoinHandle<Result<BatchDone, ServiceError>>>,
+    buffer: Vec<crate::model::Relationship>,
+    in_flight: Option<tokio::task::JoinHandle<Result<usize, ServiceError>>>,
     loaded: u64,
 }
 
@@ -878,13 +696,12 @@ impl Importer {
             backend,
             caller,
             buffer: Vec::with_capacity(IMPORT_BATCH),
-            authorized: BTreeSet::new(),
             in_flight: None,
             loaded: 0,
         }
     }
 
-    async fn push(&mut self, r: Relationship) -> Result<(), ServiceError> {
+    async fn push(&mut self, r: crate::model::Relationship) -> Result<(), ServiceError> {
         self.buffer.push(r);
         if self.buffer.len() >= IMPORT_BATCH {
             self.flush().await?;
@@ -896,13 +713,12 @@ impl Importer {
     /// import was committed before it.
     async fn settle(&mut self) -> Result<(), ServiceError> {
         if let Some(task) = self.in_flight.take() {
-            let (n, types) = task
+            let n = task
                 .await
                 .map_err(error::join)
                 .and_then(|r| r)
                 .map_err(|e| self.with_progress(e))?;
             self.loaded += n as u64;
-            self.authorized.extend(types);
         }
         Ok(())
     }
@@ -913,30 +729,21 @@ impl Importer {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(IMPORT_BATCH));
-        let new_types: BTreeSet<String> = batch
-            .iter()
-            .map(|r| &r.resource.object_type)
-            .filter(|t| !self.authorized.contains(*t))
-            .cloned()
-            .collect();
         let backend = self.backend.clone();
         let caller = self.caller.clone();
-        let span = tracing::Span::current();
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                for t in &new_types {
-                    backend.authorize(
-                        &caller,
-                        &Capability::WriteRelationships {
-                            resource_type: t.clone(),
+        self.in_flight = Some(tokio::spawn(
+            async move {
+                backend
+                    .execute(
+                        caller,
+                        service::ImportRelationships {
+                            relationships: batch,
                         },
-                    )?;
-                }
-                let n = batch.len();
-                backend.tessera.import(batch, Some(caller.id.clone()))?;
-                Ok((n, new_types))
-            })
-        }));
+                    )
+                    .await
+            }
+            .in_current_span(),
+        ));
         Ok(())
     }
 
@@ -959,12 +766,10 @@ impl Importer {
         if self.loaded == 0 {
             return e;
         }
-        ServiceError::new(
-            e.kind,
-            format!(
-                "{} (the {} relationships imported before this point are committed)",
-                e.message, self.loaded
-            ),
-        )
+        let message = format!(
+            "{} (the {} relationships imported before this point are committed)",
+            e.message, self.loaded
+        );
+        e.with_message(message)
     }
 }

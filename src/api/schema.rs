@@ -2,17 +2,19 @@
 //! ReflectSchema, ComputablePermissions, DependentRelations and DiffSchema. The analyses live
 //! in `schema::` (`deps.rs`, `diff.rs`); this module only translates.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use crate::api::proto::authzed::api::v1 as pb;
-use crate::auth::Capability;
-use crate::consistency::Consistency;
+use crate::model::Revision;
 use crate::schema::{
     AllowedSubject, AllowedSubjectKind, CaveatEntry, Definition, MemberRef, ParameterRef, Relation,
     RelationRef, Schema, SchemaDiff,
 };
+use crate::service::{self, ServiceError};
 
-use super::call::Backend;
+use super::call::{Backend, Unary};
 use super::convert;
 use super::error::invalid;
 use pb::schema_service_server::SchemaService;
@@ -31,7 +33,7 @@ impl SchemaApi {
 }
 
 /// A validated ReflectSchema filter.
-struct ReflectionFilter {
+pub struct ReflectionFilter {
     definition: Option<String>,
     caveat: Option<String>,
     relation: Option<String>,
@@ -40,7 +42,7 @@ struct ReflectionFilter {
 
 fn reflection_filters(
     filters: &[pb::ReflectionSchemaFilter],
-) -> Result<Vec<ReflectionFilter>, crate::service::ServiceError> {
+) -> Result<Vec<ReflectionFilter>, ServiceError> {
     crate::service::check_filter_count("optional_filters", filters.len())?;
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     filters
@@ -281,76 +283,211 @@ fn diff_to_proto(d: &SchemaDiff<'_>) -> pb::ReflectionSchemaDiff {
     pb::ReflectionSchemaDiff { diff: Some(diff) }
 }
 
+pub struct ReadSchema;
+
+impl Unary for ReadSchema {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "ReadSchema";
+    type Request = pb::ReadSchemaRequest;
+    type Response = pb::ReadSchemaResponse;
+    type Op = service::ReadSchema;
+
+    fn request(_: pb::ReadSchemaRequest) -> Result<service::ReadSchema, ServiceError> {
+        Ok(service::ReadSchema)
+    }
+
+    fn response(out: service::SchemaText) -> Result<pb::ReadSchemaResponse, ServiceError> {
+        Ok(pb::ReadSchemaResponse {
+            schema_text: out.text,
+            read_at: Some(convert::zookie(out.revision)),
+        })
+    }
+}
+
+pub struct WriteSchema;
+
+impl Unary for WriteSchema {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "WriteSchema";
+    type Request = pb::WriteSchemaRequest;
+    type Response = pb::WriteSchemaResponse;
+    type Op = service::WriteSchema;
+
+    fn request(req: pb::WriteSchemaRequest) -> Result<service::WriteSchema, ServiceError> {
+        Ok(service::WriteSchema { text: req.schema })
+    }
+
+    fn response(revision: Revision) -> Result<pb::WriteSchemaResponse, ServiceError> {
+        Ok(pb::WriteSchemaResponse {
+            written_at: Some(convert::zookie(revision)),
+        })
+    }
+}
+
+pub struct ReflectSchema;
+
+/// ReflectSchema's request: the schema at a consistency, and the filters to apply to it.
+pub struct Reflect {
+    at: service::SchemaAt,
+    filters: Vec<ReflectionFilter>,
+}
+
+impl service::Request for Reflect {
+    type Output = (service::SchemaSnapshot, Vec<ReflectionFilter>);
+    fn operation(&self) -> crate::auth::Operation {
+        self.at.operation()
+    }
+    fn run(
+        self,
+        t: &service::Tessera,
+        caller: &crate::auth::Caller,
+    ) -> Result<Self::Output, ServiceError> {
+        Ok((self.at.run(t, caller)?, self.filters))
+    }
+}
+
+impl Unary for ReflectSchema {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "ReflectSchema";
+    type Request = pb::ReflectSchemaRequest;
+    type Response = pb::ReflectSchemaResponse;
+    type Op = Reflect;
+
+    fn request(req: pb::ReflectSchemaRequest) -> Result<Reflect, ServiceError> {
+        Ok(Reflect {
+            at: service::SchemaAt {
+                consistency: convert::consistency(req.consistency.as_ref())?,
+            },
+            filters: reflection_filters(&req.optional_filters)?,
+        })
+    }
+
+    fn response(
+        (snapshot, filters): (service::SchemaSnapshot, Vec<ReflectionFilter>),
+    ) -> Result<pb::ReflectSchemaResponse, ServiceError> {
+        let (definitions, caveats) = reflect(snapshot.require()?, &filters);
+        Ok(pb::ReflectSchemaResponse {
+            definitions,
+            caveats,
+            read_at: Some(convert::zookie(snapshot.revision)),
+        })
+    }
+}
+
+pub struct ComputablePermissions;
+
+impl Unary for ComputablePermissions {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "ComputablePermissions";
+    type Request = pb::ComputablePermissionsRequest;
+    type Response = pb::ComputablePermissionsResponse;
+    type Op = service::ComputablePermissions;
+
+    fn request(
+        req: pb::ComputablePermissionsRequest,
+    ) -> Result<service::ComputablePermissions, ServiceError> {
+        Ok(service::ComputablePermissions {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            definition: convert::object_type("definition_name", &req.definition_name)?,
+            // An empty relation asks about the definition's objects used directly as subjects.
+            relation: convert::optional_relation("relation_name", &req.relation_name)?,
+            definition_prefix: Some(req.optional_definition_name_filter).filter(|p| !p.is_empty()),
+        })
+    }
+
+    fn response(
+        (found, revision): (Vec<RelationRef>, Revision),
+    ) -> Result<pb::ComputablePermissionsResponse, ServiceError> {
+        Ok(pb::ComputablePermissionsResponse {
+            permissions: found.into_iter().map(relation_reference).collect(),
+            read_at: Some(convert::zookie(revision)),
+        })
+    }
+}
+
+pub struct DependentRelations;
+
+impl Unary for DependentRelations {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "DependentRelations";
+    type Request = pb::DependentRelationsRequest;
+    type Response = pb::DependentRelationsResponse;
+    type Op = service::DependentRelations;
+
+    fn request(
+        req: pb::DependentRelationsRequest,
+    ) -> Result<service::DependentRelations, ServiceError> {
+        Ok(service::DependentRelations {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            definition: convert::object_type("definition_name", &req.definition_name)?,
+            permission: convert::relation("permission_name", &req.permission_name)?,
+        })
+    }
+
+    fn response(
+        (found, revision): (Vec<RelationRef>, Revision),
+    ) -> Result<pb::DependentRelationsResponse, ServiceError> {
+        Ok(pb::DependentRelationsResponse {
+            relations: found.into_iter().map(relation_reference).collect(),
+            read_at: Some(convert::zookie(revision)),
+        })
+    }
+}
+
+pub struct DiffSchema;
+
+impl Unary for DiffSchema {
+    const SERVICE: &'static str = SERVICE;
+    const METHOD: &'static str = "DiffSchema";
+    type Request = pb::DiffSchemaRequest;
+    type Response = pb::DiffSchemaResponse;
+    type Op = service::DiffSchema;
+
+    fn request(req: pb::DiffSchemaRequest) -> Result<service::DiffSchema, ServiceError> {
+        Ok(service::DiffSchema {
+            consistency: convert::consistency(req.consistency.as_ref())?,
+            comparison: req.comparison_schema,
+        })
+    }
+
+    fn response(
+        (snapshot, comparison): (service::SchemaSnapshot, Arc<Schema>),
+    ) -> Result<pb::DiffSchemaResponse, ServiceError> {
+        // Before the first WriteSchema the stored schema is empty: every element of the
+        // comparison schema is an addition.
+        let existing = snapshot.schema.unwrap_or_default();
+        let diffs = crate::schema::diff_schemas(&existing, &comparison)
+            .iter()
+            .map(diff_to_proto)
+            .collect();
+        Ok(pb::DiffSchemaResponse {
+            diffs,
+            read_at: Some(convert::zookie(snapshot.revision)),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl SchemaService for SchemaApi {
     async fn read_schema(
         &self,
         request: Request<pb::ReadSchemaRequest>,
     ) -> Result<Response<pb::ReadSchemaResponse>, Status> {
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "ReadSchema",
-                request,
-                Capability::Read,
-                Ok,
-                |b, _, _| {
-                    let (text, revision) = b.tessera.read_schema(Consistency::FullyConsistent)?;
-                    Ok(pb::ReadSchemaResponse {
-                        schema_text: text,
-                        read_at: Some(convert::zookie(revision)),
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<ReadSchema>(request).await
     }
 
     async fn write_schema(
         &self,
         request: Request<pb::WriteSchemaRequest>,
     ) -> Result<Response<pb::WriteSchemaResponse>, Status> {
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "WriteSchema",
-                request,
-                Capability::WriteSchema,
-                |req| Ok(req.schema),
-                |b, caller, text| {
-                    let revision = b.tessera.write_schema(&text, Some(caller.id.clone()))?;
-                    Ok(pb::WriteSchemaResponse {
-                        written_at: Some(convert::zookie(revision)),
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<WriteSchema>(request).await
     }
 
     async fn reflect_schema(
         &self,
         request: Request<pb::ReflectSchemaRequest>,
     ) -> Result<Response<pb::ReflectSchemaResponse>, Status> {
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "ReflectSchema",
-                request,
-                Capability::Read,
-                |req| {
-                    let consistency = convert::consistency(req.consistency.as_ref())?;
-                    Ok((consistency, reflection_filters(&req.optional_filters)?))
-                },
-                |b, _, (consistency, filters)| {
-                    let view = b.tessera.view(consistency)?;
-                    let (definitions, caveats) = reflect(view.schema()?, &filters);
-                    Ok(pb::ReflectSchemaResponse {
-                        definitions,
-                        caveats,
-                        read_at: Some(convert::zookie(view.revision())),
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<ReflectSchema>(request).await
     }
 
     async fn computable_permissions(
@@ -358,35 +495,7 @@ impl SchemaService for SchemaApi {
         request: Request<pb::ComputablePermissionsRequest>,
     ) -> Result<Response<pb::ComputablePermissionsResponse>, Status> {
         self.backend
-            .authorized_unary(
-                SERVICE,
-                "ComputablePermissions",
-                request,
-                Capability::Read,
-                |req| {
-                    let consistency = convert::consistency(req.consistency.as_ref())?;
-                    let definition = convert::object_type("definition_name", &req.definition_name)?;
-                    // An empty relation asks about the definition's objects used directly as
-                    // subjects.
-                    let relation = convert::optional_relation("relation_name", &req.relation_name)?;
-                    let prefix =
-                        Some(req.optional_definition_name_filter).filter(|p| !p.is_empty());
-                    Ok((consistency, definition, relation, prefix))
-                },
-                |b, _, (consistency, definition, relation, prefix)| {
-                    let view = b.tessera.view(consistency)?;
-                    let found = crate::schema::computable_permissions(
-                        view.schema()?,
-                        &definition,
-                        relation.as_deref(),
-                        prefix.as_deref(),
-                    )?;
-                    Ok(pb::ComputablePermissionsResponse {
-                        permissions: found.into_iter().map(relation_reference).collect(),
-                        read_at: Some(convert::zookie(view.revision())),
-                    })
-                },
-            )
+            .grpc_unary::<ComputablePermissions>(request)
             .await
     }
 
@@ -394,66 +503,14 @@ impl SchemaService for SchemaApi {
         &self,
         request: Request<pb::DependentRelationsRequest>,
     ) -> Result<Response<pb::DependentRelationsResponse>, Status> {
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "DependentRelations",
-                request,
-                Capability::Read,
-                |req| {
-                    let consistency = convert::consistency(req.consistency.as_ref())?;
-                    let definition = convert::object_type("definition_name", &req.definition_name)?;
-                    let permission = convert::relation("permission_name", &req.permission_name)?;
-                    Ok((consistency, definition, permission))
-                },
-                |b, _, (consistency, definition, permission)| {
-                    let view = b.tessera.view(consistency)?;
-                    let found = crate::schema::dependent_relations(
-                        view.schema()?,
-                        &definition,
-                        &permission,
-                    )?;
-                    Ok(pb::DependentRelationsResponse {
-                        relations: found.into_iter().map(relation_reference).collect(),
-                        read_at: Some(convert::zookie(view.revision())),
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<DependentRelations>(request).await
     }
 
     async fn diff_schema(
         &self,
         request: Request<pb::DiffSchemaRequest>,
     ) -> Result<Response<pb::DiffSchemaResponse>, Status> {
-        self.backend
-            .authorized_unary(
-                SERVICE,
-                "DiffSchema",
-                request,
-                Capability::Read,
-                |req| {
-                    let consistency = convert::consistency(req.consistency.as_ref())?;
-                    Ok((consistency, req.comparison_schema))
-                },
-                |b, _, (consistency, text)| {
-                    // Compiled on the blocking pool, within the server's schema limits.
-                    let comparison = b.tessera.compile_schema("comparison_schema", &text)?;
-                    let view = b.tessera.view(consistency)?;
-                    // Before the first WriteSchema the stored schema is empty: every element
-                    // of the comparison schema is an addition.
-                    let existing = view.schema().ok().cloned().unwrap_or_default();
-                    let diffs = crate::schema::diff_schemas(&existing, &comparison)
-                        .iter()
-                        .map(diff_to_proto)
-                        .collect();
-                    Ok(pb::DiffSchemaResponse {
-                        diffs,
-                        read_at: Some(convert::zookie(view.revision())),
-                    })
-                },
-            )
-            .await
+        self.backend.grpc_unary::<DiffSchema>(request).await
     }
 }
 

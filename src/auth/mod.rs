@@ -22,7 +22,9 @@
 mod access;
 mod config;
 mod jwt;
+mod operation;
 mod preshared;
+mod requests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub use config::{
     AuthConfig, AuthConfigError, DEFAULT_JWT_LEEWAY, JwtAlgorithm, JwtKeySource, MAX_JWT_LEEWAY,
     MIN_HMAC_SECRET_LEN, Secret,
 };
+pub use operation::Operation;
+pub use requests::{Grant, ListGrants, Revoke};
 
 use crate::service::{ErrorKind, ServiceError, Tessera};
 
@@ -254,6 +258,21 @@ impl Auth {
             id: subject,
             kind: CallerKind::Jwt,
         })
+    }
+
+    /// Allows `operation` when `caller` holds every capability it needs
+    /// ([`Operation::required_capabilities`], the one table of what each operation needs).
+    /// Blocking: JWT callers' capabilities are evaluated by the engine.
+    pub fn authorize_operation(
+        &self,
+        tessera: &Tessera,
+        caller: &Caller,
+        operation: &Operation,
+    ) -> Result<(), AuthError> {
+        for capability in operation.required_capabilities() {
+            self.authorize(tessera, caller, &capability)?;
+        }
+        Ok(())
     }
 
     /// Allows the call when `caller` holds `capability`: preshared-key callers (and anonymous

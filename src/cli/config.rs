@@ -18,6 +18,8 @@ use super::error::CliError;
 
 /// Default `--grpc-addr`.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+/// Default `--http-addr` (the reference's HTTP gateway port).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8443";
 /// Default `--metrics-addr`.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
 /// Default `--data-dir`.
@@ -203,6 +205,25 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_CHECK_CACHE_ENTRIES", value_name = "N")]
     pub check_cache_entries: Option<usize>,
 
+    /// Serve the HTTP/JSON API (the authzed.api.v1 gateway paths and AuthZEN 1.0) on
+    /// `--http-addr` [default: false].
+    #[arg(
+        long,
+        env = "TESSERA_HTTP_ENABLED",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub http_enabled: Option<bool>,
+
+    /// Address of the HTTP/JSON API when `--http-enabled` [default: 127.0.0.1:8443].
+    #[arg(long, env = "TESSERA_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+
+    /// Largest HTTP request body accepted, in bytes (413 beyond) [default: 4194304].
+    #[arg(long, env = "TESSERA_HTTP_MAX_BODY_BYTES", value_name = "N")]
+    pub http_max_body_bytes: Option<usize>,
+
     /// Largest gRPC request message decoded, in bytes [default: 4194304 (4 MiB)].
     #[arg(long, env = "TESSERA_GRPC_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub grpc_max_message_bytes: Option<usize>,
@@ -297,6 +318,9 @@ struct FileConfig {
     max_read_relationships_limit: Option<usize>,
     dispatch_max_depth: Option<u32>,
     check_cache_entries: Option<usize>,
+    http_enabled: Option<bool>,
+    http_addr: Option<String>,
+    http_max_body_bytes: Option<usize>,
     grpc_max_message_bytes: Option<usize>,
     max_caveat_context_bytes: Option<usize>,
     schema_max_bytes: Option<usize>,
@@ -309,10 +333,19 @@ struct FileConfig {
     shutdown_timeout: Option<String>,
 }
 
+/// Where and how the HTTP/JSON API is served.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub addr: String,
+    pub config: crate::http::HttpConfig,
+}
+
 /// Everything `tessera serve` runs with, after resolution.
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub grpc_addr: String,
+    /// The HTTP/JSON API's address and limits; `None` unless `--http-enabled`.
+    pub http: Option<HttpSettings>,
     /// `None` when the metrics endpoint is disabled.
     pub metrics_addr: Option<String>,
     pub data_dir: PathBuf,
@@ -536,7 +569,29 @@ impl ServeArgs {
         let metrics_addr = (!metrics_addr.is_empty() && !metrics_addr.eq_ignore_ascii_case("off"))
             .then(|| metrics_addr.to_string());
 
+        let http_enabled = self.http_enabled.or(file.http_enabled).unwrap_or(false);
+        let http_max_body_bytes = self
+            .http_max_body_bytes
+            .or(file.http_max_body_bytes)
+            .unwrap_or(crate::http::DEFAULT_MAX_BODY_BYTES);
+        if http_max_body_bytes == 0 {
+            return Err(CliError::Usage(
+                "--http-max-body-bytes must be at least 1".into(),
+            ));
+        }
+        let http = http_enabled.then(|| HttpSettings {
+            addr: self
+                .http_addr
+                .clone()
+                .or(file.http_addr.clone())
+                .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_string()),
+            config: crate::http::HttpConfig {
+                max_body_bytes: http_max_body_bytes,
+            },
+        });
+
         Ok(ServeSettings {
+            http,
             grpc_addr: self
                 .grpc_addr
                 .clone()
@@ -769,6 +824,36 @@ mod tests {
         assert_eq!(flags.metrics_addr.as_deref(), Some("127.0.0.1:9999"));
         // Not overridden: still from the file.
         assert_eq!(flags.service.engine.max_depth, 20);
+    }
+
+    #[test]
+    fn http_settings_from_flags_and_file() {
+        assert!(parse(&[]).resolve().unwrap().http.is_none());
+        let s = parse(&["--http-enabled"]).resolve().unwrap();
+        let http = s.http.unwrap();
+        assert_eq!(http.addr, DEFAULT_HTTP_ADDR);
+        assert_eq!(
+            http.config.max_body_bytes,
+            crate::http::DEFAULT_MAX_BODY_BYTES
+        );
+        let (_dir, path) = write_config(
+            "http-enabled = true\nhttp-addr = \"0.0.0.0:9443\"\nhttp-max-body-bytes = 1000\n",
+        );
+        let config = path.to_str().unwrap();
+        let http = parse(&["--config", config])
+            .resolve()
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(http.addr, "0.0.0.0:9443");
+        assert_eq!(http.config.max_body_bytes, 1000);
+        assert!(
+            parse(&["--config", config, "--http-enabled=false"])
+                .resolve()
+                .unwrap()
+                .http
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! `tessera serve`: the durable gRPC server.
+//! `tessera serve`: the durable gRPC server, and with `--http-enabled` the HTTP/JSON API.
 //!
 //! Startup: resolve settings → logging → authentication (refusing to run with no credentials
-//! unless `--insecure-no-auth`) → open the RocksDB store (background GC on) → bind the gRPC
-//! and metrics listeners → serve.
+//! unless `--insecure-no-auth`) → open the RocksDB store (background GC on) → bind the gRPC,
+//! HTTP and metrics listeners → serve.
 //!
-//! Shutdown on SIGINT or SIGTERM: stop accepting, let in-flight calls finish (for at most
-//! `--shutdown-timeout`; a second signal cuts the wait short), flush and close the store,
-//! exit 0.
+//! Shutdown on SIGINT or SIGTERM: both servers stop accepting, let in-flight calls finish (for
+//! at most `--shutdown-timeout`; a second signal cuts the wait short), flush and close the
+//! store, exit 0.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -208,6 +208,16 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
     let grpc_addr = grpc_listener
         .local_addr()
         .map_err(|e| CliError::io("cannot read the gRPC listening address", e))?;
+    let http_listener = match &settings.http {
+        Some(http) => {
+            let listener = bind(&http.addr, "HTTP", "--http-addr").await?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| CliError::io("cannot read the HTTP listening address", e))?;
+            Some((listener, addr, http.config.clone()))
+        }
+        None => None,
+    };
     let mut background = Vec::new();
     let metrics_addr = match (&settings.metrics_addr, metrics_handle) {
         (Some(addr), Some(handle)) => {
@@ -226,8 +236,12 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
         _ => None,
     };
 
+    let http_addr = http_listener
+        .as_ref()
+        .map_or_else(|| "disabled".to_string(), |(_, addr, _)| addr.to_string());
     tracing::info!(
         grpc_addr = %grpc_addr,
+        http_addr = %http_addr,
         metrics_addr = metrics_addr.as_deref().unwrap_or("disabled"),
         data_dir = %settings.data_dir.display(),
         head_revision = head.0,
@@ -240,15 +254,36 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let mut drain_deadline = stopping_rx.clone();
     let shutdown_timeout = settings.shutdown_timeout;
-    let server = crate::api::serve(
+    let mut http_stopping = stopping_rx.clone();
+    let grpc = crate::api::serve(
         grpc_listener,
         tessera.clone(),
-        auth,
+        auth.clone(),
         settings.grpc.clone(),
         async move {
             let _ = stopping_rx.wait_for(|s| *s).await;
         },
     );
+    let http_tessera = tessera.clone();
+    let http = async move {
+        match http_listener {
+            Some((listener, _, config)) => {
+                crate::http::serve(listener, http_tessera, auth, config, async move {
+                    let _ = http_stopping.wait_for(|s| *s).await;
+                })
+                .await
+            }
+            None => Ok(()),
+        }
+    };
+    // Both servers run until both have stopped; either failing stops the other and the process.
+    let server = async {
+        tokio::try_join!(async { grpc.await.map_err(|e| e.to_string()) }, async {
+            http.await
+                .map_err(|e| format!("the HTTP server failed: {e}"))
+        },)
+        .map(drop)
+    };
     tokio::pin!(server);
 
     let first_signal = async {
@@ -292,8 +327,8 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
     drop(tessera);
     if let Err(e) = outcome {
         // The store is still closed properly by the caller.
-        tracing::error!(error = %e, "the gRPC server failed");
-        return Err(CliError::Failed(e.to_string()));
+        tracing::error!(error = %e, "a server failed");
+        return Err(CliError::Failed(e));
     }
     match rocks.flush() {
         Ok(()) => tracing::info!("store flushed"),

@@ -44,6 +44,12 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// True when `source` does not parse (or is too long to be parsed under `limits`), as opposed
+/// to having only type errors or none: the API reports the two with different reasons.
+pub fn has_syntax_errors(source: &str, limits: &SchemaLimits) -> bool {
+    source.len() > limits.max_source_bytes || parser::parse(source).diagnostics.has_errors()
+}
+
 /// How bad a [`Diagnostic`] is: errors reject the schema, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {

@@ -5,10 +5,20 @@
 //! Every read operation takes a [`ReadView`]: one snapshot and the schema in force at that
 //! snapshot, so a request never mixes revisions.
 
+mod cursor;
 mod errors;
+mod requests;
 mod schema_change;
+mod watch;
 
-pub use errors::{CUT_NOTE_START, ErrorKind, MAX_ERROR_MESSAGE_BYTES, ServiceError, cap_message};
+pub use errors::{
+    CUT_NOTE_START, ERROR_REASON_DOMAIN, ErrorKind, ErrorReason, MAX_ERROR_MESSAGE_BYTES,
+    ServiceError, cap_message,
+};
+pub use requests::*;
+pub use watch::{CALLER_METADATA_KEY, Watch, WatchEvent, WatchFeed, WatchSelection, shutting_down};
+
+use crate::auth::{Auth, Caller, Operation};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,6 +79,21 @@ impl Default for ServiceConfig {
             max_caveat_context_bytes: 4096,
         }
     }
+}
+
+/// One operation of the API in domain terms, as every transport hands it to
+/// [`Tessera::execute`]: its limits, what authorization must allow, and how it runs.
+pub trait Request: Send + 'static {
+    type Output: Send + 'static;
+    /// Checks the request against the configured limits, before authorization (a request over
+    /// a limit is refused whoever sends it). Most requests have none.
+    fn validate(&self, _config: &ServiceConfig) -> Result<(), ServiceError> {
+        Ok(())
+    }
+    /// What the operation does, for authorization ([`Operation::required_capabilities`]).
+    fn operation(&self) -> Operation;
+    /// Runs the operation for an authorized caller.
+    fn run(self, tessera: &Tessera, caller: &Caller) -> Result<Self::Output, ServiceError>;
 }
 
 /// One snapshot of the store plus the schema in force at it.
@@ -194,6 +219,21 @@ impl Tessera {
         });
     }
 
+    /// The one authorized path every transport takes: validates `request` against the limits,
+    /// authorizes its [`Operation`] for `caller` (the capability table in `auth`), then runs it.
+    /// Blocking (authorization and the operation use the store and the engine).
+    pub fn execute<R: Request>(
+        &self,
+        auth: &Auth,
+        caller: &Caller,
+        request: R,
+    ) -> Result<R::Output, ServiceError> {
+        request.validate(&self.config)?;
+        auth.authorize_operation(self, caller, &request.operation())
+            .map_err(ServiceError::from)?;
+        request.run(self, caller)
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -278,10 +318,16 @@ impl Tessera {
             .map_err(|d| {
                 let prefix = format!("{field}: ");
                 let budget = MAX_ERROR_MESSAGE_BYTES.saturating_sub(prefix.len());
+                let reason = if crate::schema::has_syntax_errors(text, &self.config.schema_limits) {
+                    ErrorReason::SchemaParseError
+                } else {
+                    ErrorReason::SchemaTypeError
+                };
                 ServiceError::new(
                     ErrorKind::InvalidArgument,
                     format!("{prefix}{}", d.render_within(budget)),
                 )
+                .with_reason(reason)
             })
     }
 
@@ -343,7 +389,10 @@ impl Tessera {
                     updates.len(),
                     self.config.max_updates_per_write
                 ),
-            ));
+            )
+            .with_reason(ErrorReason::TooManyUpdatesInRequest)
+            .with_metadata("update_count", updates.len())
+            .with_metadata("update_limit", self.config.max_updates_per_write));
         }
         self.check_precondition_count(preconditions.len())?;
         check_transaction_metadata(&metadata)?;
@@ -409,7 +458,10 @@ impl Tessera {
                     "optional_limit: {l} exceeds the maximum of {}",
                     self.config.max_delete_limit
                 ),
-            ));
+            )
+            .with_reason(ErrorReason::ExceedsMaximumAllowableLimit)
+            .with_metadata("limit_provided", l)
+            .with_metadata("maximum_limit_allowed", self.config.max_delete_limit));
         }
         check_reserved_filter("relationship_filter", &filter)?;
         check_reserved_preconditions(&preconditions)?;
@@ -476,7 +528,10 @@ impl Tessera {
                      more than the limit of {max} bytes",
                     shown_key(r)
                 ),
-            ));
+            )
+            .with_reason(ErrorReason::MaxRelationshipContextSize)
+            .with_metadata("context_byte_size", size)
+            .with_metadata("maximum_context_byte_size", max));
         }
         Ok(())
     }
@@ -489,6 +544,12 @@ impl Tessera {
                     "optional_preconditions: {n} preconditions exceed the limit of {}",
                     self.config.max_preconditions_per_write
                 ),
+            )
+            .with_reason(ErrorReason::TooManyPreconditionsInRequest)
+            .with_metadata("precondition_count", n)
+            .with_metadata(
+                "precondition_limit",
+                self.config.max_preconditions_per_write,
             ));
         }
         Ok(())
@@ -671,7 +732,10 @@ fn check_transaction_metadata(metadata: &TransactionMetadata) -> Result<(), Serv
             format!(
                 "optional_transaction_metadata: encodes to {size} bytes, more than the limit of {MAX_TRANSACTION_METADATA_BYTES} bytes"
             ),
-        ));
+        )
+        .with_reason(ErrorReason::TransactionMetadataTooLarge)
+        .with_metadata("metadata_byte_size", size)
+        .with_metadata("maximum_metadata_byte_size", MAX_TRANSACTION_METADATA_BYTES));
     }
     Ok(())
 }
@@ -692,10 +756,7 @@ fn page<T>(
 }
 
 fn unknown_definition(t: &str) -> ServiceError {
-    ServiceError::new(
-        ErrorKind::FailedPrecondition,
-        format!("object definition `{t}` not found"),
-    )
+    errors::unknown_definition(t, format!("object definition `{t}` not found"))
 }
 
 fn check_relation_exists(
@@ -707,8 +768,9 @@ fn check_relation_exists(
         .definition(object_type)
         .ok_or_else(|| unknown_definition(object_type))?;
     if !def.relations.contains_key(relation) {
-        return Err(ServiceError::new(
-            ErrorKind::FailedPrecondition,
+        return Err(errors::unknown_relation(
+            object_type,
+            relation,
             format!("relation/permission `{relation}` not found under definition `{object_type}`"),
         ));
     }
@@ -761,12 +823,8 @@ fn check_precondition_types(
     preconditions: &[Precondition],
 ) -> Result<(), ServiceError> {
     for (i, p) in preconditions.iter().enumerate() {
-        check_filter_types(schema, &p.filter).map_err(|e| {
-            ServiceError::new(
-                e.kind,
-                format!("optional_preconditions[{i}].filter: {}", e.message),
-            )
-        })?;
+        check_filter_types(schema, &p.filter)
+            .map_err(|e| e.in_context(&format!("optional_preconditions[{i}].filter")))?;
     }
     Ok(())
 }
@@ -796,14 +854,12 @@ fn relationship_error(
     e: crate::schema::SchemaViolation,
 ) -> ServiceError {
     let inner = ServiceError::from(e);
-    ServiceError::new(
-        inner.kind,
-        format!(
-            "{field}: relationship `{}`: {}",
-            shown_key(r),
-            inner.message
-        ),
-    )
+    let message = format!(
+        "{field}: relationship `{}`: {}",
+        shown_key(r),
+        inner.message
+    );
+    inner.with_message(message)
 }
 
 fn check_filter_types(schema: &Schema, filter: &RelationshipFilter) -> Result<(), ServiceError> {

@@ -262,6 +262,36 @@ class Run:
             return e.details()
         raise Failure(f"expected {code.name}, but the call succeeded with {result!r}")
 
+    def expect_reason(self, code, reason, call):
+        """Runs `call` (which must fail with `code`) and checks the `google.rpc.ErrorInfo` a client
+        finds in the `grpc-status-details-bin` trailer: domain `authzed.com` and `reason`, a value
+        of the official `authzed.api.v1.ErrorReason` enum. Returns the ErrorInfo's metadata."""
+        from google.rpc import error_details_pb2, status_pb2
+        from authzed.api.v1 import error_reason_pb2
+
+        try:
+            call()
+        except grpc.RpcError as e:
+            if e.code() != code:
+                raise Failure(f"expected {code.name}, got {e.code().name}: {e.details()}")
+            trailers = dict(e.trailing_metadata() or ())
+            raw = trailers.get("grpc-status-details-bin")
+            check(raw, f"{code.name} carries no grpc-status-details-bin trailer")
+            status = status_pb2.Status.FromString(raw)
+            equal(status.code, code.value[0], "status code in the details")
+            infos = []
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    infos.append(info)
+            check(len(infos) == 1, f"expected one ErrorInfo, got {status.details!r}")
+            equal(infos[0].domain, "authzed.com", "ErrorInfo domain")
+            # The reason must be a value name of the official enum.
+            error_reason_pb2.ErrorReason.Value(infos[0].reason)
+            equal(infos[0].reason, reason, "ErrorInfo reason")
+            return dict(infos[0].metadata)
+        raise Failure(f"expected {code.name}, but the call succeeded")
+
     def expect_deviating_error(self, reference, actual, call, *needles):
         """Like `expect_error` for a case where Tessera's status code knowingly differs from the
         reference's (`reference`): pins Tessera's current code (`actual`) and records a note, so
@@ -557,6 +587,18 @@ class Run:
             lambda: self.write(upd(CREATE, "document:plan#owner@user:alice")),
         )
         self.ok("WriteRelationships CREATE", f"new ones written; existing one: {message}")
+        metadata = self.expect_reason(
+            grpc.StatusCode.ALREADY_EXISTS,
+            "ERROR_REASON_ATTEMPT_TO_RECREATE_RELATIONSHIP",
+            lambda: self.write(upd(CREATE, "document:plan#owner@user:alice")),
+        )
+        unknown = self.expect_reason(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ERROR_REASON_UNKNOWN_DEFINITION",
+            lambda: self.check_perm("nope:x", "view", "user:alice"),
+        )
+        equal(unknown.get("definition_name"), "nope", "ErrorInfo metadata")
+        self.ok("error reasons", f"ErrorInfo read by the official client: {metadata}, {unknown}")
 
         message = self.expect_error(
             grpc.StatusCode.FAILED_PRECONDITION,

@@ -36,6 +36,7 @@ REFERENCE_MODULES = {
     "authzed/api/v1/watch_service.proto": "authzed.api.v1.watch_service_pb2",
     "authzed/api/v1/experimental_service.proto": "authzed.api.v1.experimental_service_pb2",
     "google/rpc/status.proto": "google.rpc.status_pb2",
+    "google/rpc/error_details.proto": "google.rpc.error_details_pb2",
 }
 
 # Files Tessera must declare: the three services of the product and everything they use.

@@ -541,9 +541,15 @@ async fn metadata_survives_a_restart_of_a_rocksdb_backed_server() {
             ))
             .await
             .unwrap();
+        // The store's lock is released once the server has stopped and the last handle to
+        // the service is gone.
+        let TestServer {
+            handle, tessera, ..
+        } = s;
+        handle.shutdown().await.unwrap();
+        drop(tessera);
         z
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let store = Arc::new(RocksStore::open(dir.path(), options()).unwrap());
     let s = TestServer::with_store(store, ServiceConfig::default()).await;
     let mut watch = s

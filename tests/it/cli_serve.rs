@@ -252,6 +252,82 @@ fn metrics_endpoint_reports_rpcs_and_store_gauges() {
     assert!(http_get(&addr, "/nope").starts_with("HTTP/1.1 404"));
 }
 
+/// A request with a JSON body over a plain socket; returns the whole response.
+fn http_post(addr: &str, path: &str, token: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn http_api_serves_beside_grpc_with_metrics_and_stops_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--grpc-preshared-key",
+            KEY,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--http-enabled",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--http-max-body-bytes",
+            "4096",
+        ],
+    );
+    let http = server
+        .http_addr
+        .clone()
+        .expect("http_addr in the startup line");
+    let metrics = server.metrics_addr.clone().expect("metrics address");
+
+    let schema = serde_json::json!({ "schema": SCHEMA }).to_string();
+    let response = http_post(&http, "/v1/schema/write", KEY, &schema);
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("writtenAt"), "{response}");
+    // Written over HTTP, read over gRPC.
+    assert!(
+        server
+            .cli(&["schema", "read"])
+            .ok()
+            .contains("definition document")
+    );
+    let response = http_post(&http, "/v1/schema/read", "wrong-key", "{}");
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    let response = http_post(&http, "/v1/schema/write", KEY, &"x".repeat(5000));
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+
+    let response = http_get(&metrics, "/metrics");
+    for needle in [
+        "http_server_requests_total",
+        "route=\"/v1/schema/write\"",
+        "status=\"413\"",
+        "status=\"401\"",
+        "http_server_request_duration_seconds",
+    ] {
+        assert!(
+            response.contains(needle),
+            "{needle} missing from:\n{response}"
+        );
+    }
+
+    let (status, logs) = server.stop("TERM");
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(logs.contains("HTTP server stopped"), "{logs}");
+    assert!(logs.contains("gRPC server stopped"), "{logs}");
+}
+
 #[test]
 fn access_grants_on_a_stopped_data_directory() {
     let dir = tempfile::tempdir().unwrap();

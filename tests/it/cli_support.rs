@@ -104,6 +104,8 @@ pub struct Server {
     pub endpoint: String,
     pub data_dir: PathBuf,
     pub metrics_addr: Option<String>,
+    /// The HTTP/JSON API's address, when `--http-enabled`.
+    pub http_addr: Option<String>,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -193,11 +195,13 @@ impl Server {
         };
         let grpc = field("grpc_addr").expect("grpc_addr in the startup line");
         let metrics_addr = field("metrics_addr").filter(|m| m != "disabled");
+        let http_addr = field("http_addr").filter(|m| m != "disabled");
         Server {
             child,
             endpoint: format!("http://{grpc}"),
             data_dir: data_dir.to_path_buf(),
             metrics_addr,
+            http_addr,
             logs,
         }
     }

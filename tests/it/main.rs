@@ -9,9 +9,11 @@
 // Shared helpers (each used by several modules below).
 mod api_support;
 mod cli_support;
+mod http_support;
 mod reference;
 
 mod access_remote;
+mod api_error_reasons;
 mod api_grpc;
 mod api_schema_rpcs;
 mod auth_access;
@@ -29,6 +31,8 @@ mod engine_golden;
 mod engine_lookup;
 mod engine_props;
 mod hostile;
+mod http_api;
+mod http_authzen;
 mod new_enemy;
 mod parser_fuzz;
 mod python_client;

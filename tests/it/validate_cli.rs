@@ -363,3 +363,24 @@ fn file_shape_errors_are_located() {
         assert_contains(&run, expected);
     }
 }
+
+#[test]
+fn every_schema_example_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema-examples");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert!(files.iter().any(|f| f == "authzen-todo.yaml"), "{files:?}");
+    let args: Vec<&str> = files.iter().map(String::as_str).collect();
+    let run = run_in(&dir, &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stdout.matches(": ok:").count(),
+        files.len(),
+        "{}",
+        run.stdout
+    );
+}

@@ -1,5 +1,5 @@
-//! Opaque cursors of paged and resumable RPCs (ReadRelationships, LookupResources,
-//! LookupSubjects, ExportBulkRelationships).
+//! Opaque cursors of paged and resumable operations (ReadRelationships, LookupResources,
+//! LookupSubjects, ExportBulkRelationships, and the AuthZEN searches' page tokens).
 //!
 //! A cursor carries the revision of the snapshot the first page was read at, so every later
 //! page reads the same snapshot, and the position of the last item returned. It also carries
@@ -12,10 +12,14 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::{ErrorKind, ErrorReason, ServiceError};
 use crate::model::{ObjectRef, RelationshipKey, Revision, SubjectRef};
-use crate::service::{ErrorKind, ServiceError};
 
-use super::error::invalid;
+/// A cursor the caller sent that cannot be used: always the caller's input.
+fn invalid(field: &str, message: impl std::fmt::Display) -> ServiceError {
+    ServiceError::new(ErrorKind::InvalidArgument, format!("{field}: {message}"))
+        .with_reason(ErrorReason::InvalidCursor)
+}
 
 const CURSOR_VERSION: u8 = 1;
 /// Far beyond any cursor this module writes (a relationship key is at most ~2.5 KiB).
@@ -28,6 +32,8 @@ pub(crate) enum CursorKind {
     LookupResources = 2,
     LookupSubjects = 3,
     ExportRelationships = 4,
+    /// AuthZEN action search: the position is the last action name returned.
+    ActionSearch = 5,
 }
 
 impl CursorKind {
@@ -37,6 +43,7 @@ impl CursorKind {
             2 => CursorKind::LookupResources,
             3 => CursorKind::LookupSubjects,
             4 => CursorKind::ExportRelationships,
+            5 => CursorKind::ActionSearch,
             _ => return None,
         })
     }
@@ -72,17 +79,22 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// Decodes `token` and checks it belongs to a request of `kind` with `fingerprint`.
-    pub fn decode(token: &str, kind: CursorKind, fingerprint: u64) -> Result<Cursor, ServiceError> {
-        const FIELD: &str = "optional_cursor";
+    /// Decodes `token`, sent in the request field `field` (named by errors), and checks it
+    /// belongs to a request of `kind` with `fingerprint`.
+    pub fn decode_field(
+        field: &str,
+        token: &str,
+        kind: CursorKind,
+        fingerprint: u64,
+    ) -> Result<Cursor, ServiceError> {
         let malformed = || {
             invalid(
-                FIELD,
+                field,
                 "the cursor is malformed; pass back a cursor exactly as the server returned it",
             )
         };
         if token.is_empty() {
-            return Err(invalid(FIELD, "the cursor token is empty"));
+            return Err(invalid(field, "the cursor token is empty"));
         }
         if token.len() > MAX_TOKEN_LEN {
             return Err(malformed());
@@ -102,7 +114,7 @@ impl Cursor {
         let version = r.byte().ok_or_else(malformed)?;
         if version != CURSOR_VERSION {
             return Err(invalid(
-                FIELD,
+                field,
                 format!(
                     "unsupported cursor version {version}; restart the request without a cursor"
                 ),
@@ -127,8 +139,10 @@ impl Cursor {
         }
         // A well-formed cursor used with another request is a precondition failure, as in
         // the reference: the request itself is valid, the cursor belongs to another one.
-        let mismatch =
-            |why: &str| ServiceError::new(ErrorKind::FailedPrecondition, format!("{FIELD}: {why}"));
+        let mismatch = |why: &str| {
+            ServiceError::new(ErrorKind::FailedPrecondition, format!("{field}: {why}"))
+                .with_reason(ErrorReason::InvalidCursor)
+        };
         if found != kind {
             return Err(mismatch("the cursor was issued by a different RPC"));
         }
@@ -299,7 +313,13 @@ mod tests {
             fields: key_fields(&key),
         };
         let token = c.encode();
-        let back = Cursor::decode(&token, CursorKind::ReadRelationships, fp("document")).unwrap();
+        let back = Cursor::decode_field(
+            "optional_cursor",
+            &token,
+            CursorKind::ReadRelationships,
+            fp("document"),
+        )
+        .unwrap();
         assert_eq!(back, c);
         assert_eq!(key_from_fields(&back.fields).unwrap(), key);
         let ellipsis = parse_relationship("document:a#viewer@user:x")
@@ -317,21 +337,35 @@ mod tests {
             fields: vec!["doc1".into()],
         };
         let token = c.encode();
-        let err = Cursor::decode(&token, CursorKind::LookupResources, fp("b")).unwrap_err();
+        let err = Cursor::decode_field(
+            "optional_cursor",
+            &token,
+            CursorKind::LookupResources,
+            fp("b"),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::FailedPrecondition);
         assert!(
             err.message.contains("different parameters"),
             "{}",
             err.message
         );
-        let err = Cursor::decode(&token, CursorKind::LookupSubjects, fp("a")).unwrap_err();
+        let err = Cursor::decode_field(
+            "optional_cursor",
+            &token,
+            CursorKind::LookupSubjects,
+            fp("a"),
+        )
+        .unwrap_err();
         assert!(err.message.contains("different RPC"), "{}", err.message);
     }
 
     #[test]
     fn garbage_is_refused_with_the_field_name() {
         for bad in ["", "!!!", "AAAA", "abc", &"A".repeat(20_000)] {
-            let err = Cursor::decode(bad, CursorKind::ReadRelationships, 0).unwrap_err();
+            let err =
+                Cursor::decode_field("optional_cursor", bad, CursorKind::ReadRelationships, 0)
+                    .unwrap_err();
             assert!(
                 err.message.starts_with("optional_cursor: "),
                 "{}",
@@ -348,7 +382,15 @@ mod tests {
         let last = token.len() - 3;
         token[last] = if token[last] == b'A' { b'B' } else { b'A' };
         let token = String::from_utf8(token).unwrap();
-        assert!(Cursor::decode(&token, CursorKind::ExportRelationships, 7).is_err());
+        assert!(
+            Cursor::decode_field(
+                "optional_cursor",
+                &token,
+                CursorKind::ExportRelationships,
+                7
+            )
+            .is_err()
+        );
     }
 
     #[test]
