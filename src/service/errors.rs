@@ -58,6 +58,8 @@ impl From<StoreError> for ServiceError {
             | StoreError::RevisionInFuture { .. }
             | StoreError::DeleteLimitExceeded { .. }
             | StoreError::SchemaRejected(_) => ErrorKind::FailedPrecondition,
+            // Both are transient: the same call may succeed when retried.
+            StoreError::SchemaChanged { .. } | StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::Backend(_) | StoreError::Corrupt(_) => ErrorKind::Internal,
         };
         ServiceError::new(kind, e.to_string())

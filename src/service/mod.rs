@@ -13,7 +13,7 @@ pub use errors::{ErrorKind, ServiceError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::consistency::{Consistency, SnapshotChooser};
 use crate::engine::{
@@ -25,8 +25,8 @@ use crate::model::{
 };
 use crate::schema::Schema;
 use crate::store::{
-    ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate, Snapshot, Store,
-    TransactionMetadata, WriteTransaction,
+    BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate,
+    Snapshot, Store, StoreError, TransactionMetadata, WriteTransaction,
 };
 
 /// Limits and knobs of the service. Defaults follow the reference API's published limits.
@@ -111,6 +111,10 @@ impl ReadView {
     }
 }
 
+/// How often a write is validated again after the schema changed under it before the caller
+/// gets the (retryable) error.
+const SCHEMA_CHANGE_RETRIES: usize = 3;
+
 /// How many compiled schema versions to keep (requests at recent revisions share them).
 const SCHEMA_CACHE_SIZE: usize = 8;
 
@@ -144,9 +148,6 @@ pub struct Tessera {
     config: ServiceConfig,
     chooser: SnapshotChooser,
     schemas: Mutex<HashMap<Revision, CompiledSchema>>,
-    /// Relationship writes hold this shared, schema writes exclusively, so a schema change's
-    /// orphan check cannot race a write that the new schema would reject.
-    schema_gate: RwLock<()>,
     /// The newest revision committed through this value, for change-feed subscribers.
     commits: tokio::sync::watch::Sender<Revision>,
     /// Check answers shared across requests, keyed by revision (`engine::CheckCache`).
@@ -162,18 +163,21 @@ impl Tessera {
             config,
             chooser,
             schemas: Mutex::new(HashMap::new()),
-            schema_gate: RwLock::new(()),
             commits: tokio::sync::watch::channel(Revision::ZERO).0,
             check_cache,
         }
     }
 
     /// A receiver signalled after every commit made through this `Tessera` (relationship and
-    /// schema writes); its value is the newest such revision. Change feeds (Watch) wait on it
-    /// instead of polling the store in a tight loop. Writes made to the store directly are not
-    /// signalled, so subscribers should also re-read the change log now and then.
+    /// schema writes) or, when the store can tell (a database shared by several nodes), after
+    /// every commit made by anyone; its value is the newest such revision. Change feeds
+    /// (Watch) wait on it instead of polling the store in a tight loop. Writes the store
+    /// cannot report are not signalled, so subscribers should also re-read the change log now
+    /// and then.
     pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<Revision> {
-        self.commits.subscribe()
+        self.store
+            .commit_signal()
+            .unwrap_or_else(|| self.commits.subscribe())
     }
 
     fn notify_commit(&self, revision: Revision) {
@@ -283,7 +287,10 @@ impl Tessera {
                 ),
             ));
         }
-        let _gate = self.schema_gate.write();
+        // The orphan check runs inside the store's write, under its writer lock (for a shared
+        // database, across every node), against the state the schema commits on; relationship
+        // writes verify under the same lock that the schema they were validated against is
+        // still in force, so no write the new schema forbids can slip in between.
         let mut check = |snapshot: &dyn Snapshot| -> Result<(), crate::store::StoreError> {
             let old = match snapshot.schema()? {
                 Some(stored) => crate::schema::compile("schema", &stored.text)
@@ -338,24 +345,48 @@ impl Tessera {
             }
         }
         check_reserved_preconditions(&preconditions)?;
-        let _gate = self.schema_gate.read();
-        let schema = self.head_schema()?;
-        for u in &updates {
-            // Deletes of relationships the schema no longer allows must stay possible only if
-            // they could exist; a delete of an impossible relationship is harmless but still a
-            // caller mistake worth reporting, as the reference does.
-            schema
-                .validate_relationship(&u.relationship)
-                .map_err(ServiceError::from)?;
-        }
-        let revision = self.store.write(WriteTransaction {
-            updates,
-            preconditions,
-            caller,
-            metadata,
+        let revision = self.with_head_schema(|schema, schema_revision| {
+            for u in &updates {
+                // Deletes of relationships the schema no longer allows must stay possible only
+                // if they could exist; a delete of an impossible relationship is harmless but
+                // still a caller mistake worth reporting, as the reference does.
+                schema
+                    .validate_relationship(&u.relationship)
+                    .map_err(ServiceError::from)?;
+            }
+            Ok(self.store.write(WriteTransaction {
+                updates: updates.clone(),
+                preconditions: preconditions.clone(),
+                caller: caller.clone(),
+                metadata: metadata.clone(),
+                schema_revision: Some(schema_revision),
+            }))
         })?;
         self.notify_commit(revision);
         Ok(revision)
+    }
+
+    /// Runs `write` with the schema in force at the head (and the revision that wrote it),
+    /// again with the new schema when the store reports that another writer (perhaps on
+    /// another node) replaced it before the write could commit.
+    fn with_head_schema<T>(
+        &self,
+        mut write: impl FnMut(&Schema, Revision) -> Result<Result<T, StoreError>, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let mut attempt = 0;
+        loop {
+            let view = self.view_at(self.store.head_revision()?)?;
+            let schema_revision = view
+                .snapshot
+                .schema()?
+                .map_or(Revision::ZERO, |s| s.written_at);
+            match write(view.schema()?, schema_revision)? {
+                Err(StoreError::SchemaChanged { .. }) if attempt < SCHEMA_CHANGE_RETRIES => {
+                    attempt += 1;
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     /// Deletes every relationship matching `filter` (see [`DeleteByFilter`]); `metadata` is
@@ -384,7 +415,7 @@ impl Tessera {
         }
         check_reserved_filter("relationship_filter", &filter)?;
         check_reserved_preconditions(&preconditions)?;
-        let _gate = self.schema_gate.read();
+        // No schema revision to verify: deleting never creates what a newer schema forbids.
         let schema = self.head_schema()?;
         check_filter_types(&schema, &filter)?;
         let outcome = self.store.delete_by_filter(DeleteByFilter {
@@ -415,14 +446,18 @@ impl Tessera {
             };
             return Err(reserved_type_error("relationships", t));
         }
-        let _gate = self.schema_gate.read();
-        let schema = self.head_schema()?;
-        for r in &relationships {
-            schema
-                .validate_relationship(r)
-                .map_err(ServiceError::from)?;
-        }
-        let revision = self.store.bulk_import(relationships, caller)?;
+        let revision = self.with_head_schema(|schema, schema_revision| {
+            for r in &relationships {
+                schema
+                    .validate_relationship(r)
+                    .map_err(ServiceError::from)?;
+            }
+            Ok(self.store.import(BulkImport {
+                relationships: relationships.clone(),
+                caller: caller.clone(),
+                schema_revision: Some(schema_revision),
+            }))
+        })?;
         self.notify_commit(revision);
         Ok(revision)
     }

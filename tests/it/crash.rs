@@ -157,6 +157,7 @@ fn crash_child_writer() {
                 preconditions: Vec::new(),
                 caller: Some("crash-child".into()),
                 metadata: Default::default(),
+                schema_revision: None,
             })
         };
         match result {
