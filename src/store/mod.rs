@@ -1,5 +1,5 @@
 //! The storage boundary. The engine and the API see only these traits; implementations
-//! (`memory`, `rocks`) live behind them and all pass the same `conformance` suite.
+//! (`memory`, `rocks`, `postgres`) live behind them and all pass the same `conformance` suite.
 //!
 //! Model: every committed transaction gets the next [`Revision`]. A [`Snapshot`] reads the
 //! state exactly as of one revision, for as long as it is held, whatever commits meanwhile.
@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod rocks;
 pub mod txn;
 

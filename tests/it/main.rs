@@ -9,6 +9,7 @@
 // Shared helpers (each used by several modules below).
 mod api_support;
 mod cli_support;
+mod pg_support;
 mod reference;
 
 mod access_remote;
@@ -32,6 +33,7 @@ mod python_client;
 mod schema_golden;
 mod setup_script;
 mod store_memory;
+mod store_postgres;
 mod store_rocks;
 mod validate_cli;
 mod validate_semantics;
