@@ -205,8 +205,14 @@ impl Tessera {
     }
 
     /// Takes the snapshot a request with `consistency` must read, with its schema.
+    /// `minimize_latency` reads may be served by a read replica that already has the revision.
     pub fn view(&self, consistency: Consistency) -> Result<ReadView, ServiceError> {
         let revision = self.chooser.revision(&*self.store, consistency)?;
+        if consistency == Consistency::MinimizeLatency {
+            let snapshot = self.store.replica_snapshot(revision)?;
+            let schema = self.schema_for(&*snapshot)?;
+            return Ok(ReadView { snapshot, schema });
+        }
         self.view_at(revision)
     }
 

@@ -28,6 +28,7 @@ mod descriptors;
 mod engine_check;
 mod engine_lookup;
 mod engine_props;
+mod multi_node;
 mod new_enemy;
 mod python_client;
 mod schema_golden;
