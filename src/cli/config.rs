@@ -916,6 +916,62 @@ mod tests {
     }
 
     #[test]
+    fn datastore_engine_flags_file_and_their_usage_errors() {
+        let s = parse(&[]).resolve().unwrap();
+        assert_eq!(
+            (s.engine, s.postgres.is_none()),
+            (DatastoreEngine::Rocksdb, true)
+        );
+        let s = parse(&[
+            "--datastore-engine",
+            "postgres",
+            "--datastore-conn-uri",
+            "postgres://tessera:secret@db:5432/authz",
+            "--datastore-conn-pool-read-max-open",
+            "7",
+        ])
+        .resolve()
+        .unwrap();
+        let pg = s.postgres.unwrap();
+        assert_eq!(s.engine, DatastoreEngine::Postgres);
+        assert_eq!((pg.read_pool, pg.write_pool), (7, DEFAULT_WRITE_POOL));
+        assert!(!format!("{pg:?}").contains("secret"), "{pg:?}");
+
+        let (_d, path) = write_config(
+            "datastore-engine = \"postgres\"\n\
+             datastore-conn-uri = \"postgres://u@h/db\"\n\
+             datastore-read-replica-conn-uri = \"postgres://u@replica/db\"\n\
+             datastore-conn-pool-write-max-open = 3\n",
+        );
+        let s = parse(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        let pg = s.postgres.unwrap();
+        assert_eq!(pg.conn_uri, "postgres://u@h/db");
+        assert_eq!(
+            pg.read_replica_conn_uri.as_deref(),
+            Some("postgres://u@replica/db")
+        );
+        assert_eq!(pg.write_pool, 3);
+
+        for args in [
+            &["--datastore-engine", "postgres"][..],
+            &["--datastore-conn-uri", "postgres://u@h/db"][..],
+            &[
+                "--datastore-engine",
+                "postgres",
+                "--datastore-conn-uri",
+                "postgres://u@h/db",
+                "--datastore-conn-pool-write-max-open",
+                "0",
+            ][..],
+        ] {
+            let err = parse(args).resolve().unwrap_err();
+            assert!(matches!(err, CliError::Usage(_)), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn jwt_algorithms_are_split_by_key_family() {
         let s = parse(&[
             "--jwt-hs-secret-file",

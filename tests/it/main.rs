@@ -22,6 +22,7 @@ mod caveat_check;
 mod caveat_eval;
 mod caveat_proptest;
 mod cli_client;
+mod cli_postgres;
 mod cli_serve;
 mod crash;
 mod descriptors;
