@@ -251,6 +251,9 @@ struct Shared {
     read: Pool,
     write: Pool,
     replica: Option<Pool>,
+    /// One connection of its own for the health probe, so a busy read pool is never
+    /// mistaken for an unreachable database.
+    probe: Pool,
     target: String,
     replica_target: Option<String>,
     /// The newest revision known to be committed (a lower bound of the head).
@@ -579,6 +582,7 @@ impl PostgresStore {
             options.read_pool_size,
             Duration::from_secs(10),
         )?;
+        let probe_pool = pool(primary.clone(), 1, Duration::from_secs(2))?;
         let write = pool(
             write_config,
             options.write_pool_size,
@@ -594,6 +598,7 @@ impl PostgresStore {
             read,
             write,
             replica,
+            probe: probe_pool,
             target: target.clone(),
             replica_target,
             head: AtomicU64::new(0),
@@ -663,7 +668,7 @@ async fn probe(shared: Weak<Shared>, interval: Duration) {
     loop {
         ticker.tick().await;
         let Some(s) = shared.upgrade() else { return };
-        let pool = s.read.clone();
+        let pool = s.probe.clone();
         let target = s.target.clone();
         let outcome = tokio::time::timeout(interval.max(Duration::from_secs(2)), async move {
             let conn = pool
