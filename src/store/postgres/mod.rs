@@ -35,6 +35,7 @@
 //! queries run; a call spawns its work there and waits on a channel, so it never nests one
 //! runtime's `block_on` inside another.
 
+mod cache;
 mod error;
 mod migrations;
 mod sql;
@@ -113,6 +114,8 @@ pub struct PostgresOptions {
     pub probe_interval: Duration,
     /// How long connecting may take before the database counts as unreachable.
     pub connect_timeout: Duration,
+    /// Snapshot reads of evaluations kept per node, by revision (0 disables). Default 65,536.
+    pub read_cache_entries: usize,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -127,6 +130,7 @@ impl PostgresOptions {
             gc_interval: None,
             probe_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(3),
+            read_cache_entries: 64 * 1024,
             clock: Arc::new(SystemClock),
         }
     }
@@ -204,18 +208,45 @@ fn pool(config: tokio_postgres::Config, size: usize, wait: Duration) -> Result<P
         .map_err(|e| OpenError::Store(StoreError::Backend(format!("connection pool: {e}"))))
 }
 
-/// Spawns `fut` on the store's runtime and waits for it on this thread (fails only when the
-/// runtime is gone, i.e. the store was closed).
-fn run<R: Send + 'static>(
-    handle: &Handle,
-    fut: impl Future<Output = R> + Send + 'static,
-) -> Result<R, StoreError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    handle.spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    rx.recv()
-        .map_err(|_| StoreError::Unavailable("the PostgreSQL store has been closed".into()))
+/// Runs `fut` to completion on this thread, inside the store runtime's context (its timers,
+/// and the connection tasks it talks to through channels, run on the store's runtime).
+///
+/// Polling on the caller's thread instead of spawning onto the runtime and waiting for the
+/// result saves two thread hand-offs per statement, which were most of the node's CPU per
+/// read. It is not `Runtime::block_on`, so it never panics inside another runtime; called
+/// from an async worker, it blocks that worker like any synchronous I/O would.
+fn run<R>(handle: &Handle, fut: impl Future<Output = R>) -> Result<R, StoreError> {
+    let _context = handle.enter();
+    // Outside tokio's cooperative budget: called from an async task (whose budget only
+    // resets when that task yields, which it cannot while blocked here), a budgeted
+    // resource would answer "pending, poll me again" forever.
+    Ok(block_on(tokio::task::unconstrained(fut)))
+}
+
+/// Wakes the thread that is blocked in [`block_on`].
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The smallest executor: poll, park until woken, poll again.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
 }
 
 /// Schema texts by the revision that wrote them, complete through `known_through`.
@@ -263,7 +294,11 @@ struct Shared {
     /// The newest revision the replica is known to have.
     replica_head: AtomicU64,
     schemas: Mutex<SchemaCache>,
+    /// Reads of evaluations, by revision (see `cache`).
+    reads: cache::ReadCache,
     commits: tokio::sync::watch::Sender<Revision>,
+    /// Set when the store is dropped (its runtime stops): later calls fail cleanly.
+    closed: std::sync::atomic::AtomicBool,
     /// Why the last probe failed (`None` while the database answers).
     unavailable: RwLock<Option<String>>,
     clock: Arc<dyn Clock>,
@@ -271,10 +306,12 @@ struct Shared {
 }
 
 impl Shared {
-    fn run<T: Send + 'static>(
-        &self,
-        fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    fn run<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "the PostgreSQL store has been closed".into(),
+            ));
+        }
         run(&self.handle, fut)?
     }
 
@@ -480,6 +517,7 @@ impl fmt::Debug for PostgresStore {
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
         // May run inside another runtime (the server's): never block here.
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
@@ -605,7 +643,9 @@ impl PostgresStore {
             oldest: AtomicU64::new(0),
             replica_head: AtomicU64::new(0),
             schemas: Mutex::new(SchemaCache::default()),
+            reads: cache::ReadCache::new(options.read_cache_entries),
             commits: tokio::sync::watch::channel(Revision::ZERO).0,
+            closed: std::sync::atomic::AtomicBool::new(false),
             unavailable: RwLock::new(None),
             clock: options.clock.clone(),
             gc_window: options.gc_window,
@@ -1093,10 +1133,32 @@ struct PgReader<'a> {
 impl SnapshotReader for PgReader<'_> {
     fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {
         let snapshot = self.snapshot;
+        let now = snapshot.now;
+        let unexpired = |rows: &[Relationship]| -> Vec<Relationship> {
+            rows.iter()
+                .filter(|r| !r.is_expired_at(now))
+                .cloned()
+                .collect()
+        };
+        // Only reads of committed revisions through the pools are shared (a write's own view
+        // stays private to it).
+        let cached = matches!(snapshot.source, Source::Pool(..));
+        let key = if cached {
+            match snapshot
+                .shared
+                .reads
+                .get(snapshot.revision, cache::filter_key(filter))
+            {
+                Ok(rows) => return Ok(unexpired(&rows)),
+                Err(key) => Some(key),
+            }
+        } else {
+            None
+        };
         let mut st = Statement::default();
         st.filter(filter);
-        let (sql, params) =
-            st.guarded_select(snapshot.revision, snapshot.now, sql::Order::Forward, None);
+        // Cached rows must not depend on the reader's `now`: expiry is applied here instead.
+        let (sql, params) = st.guarded_select_any_expiry(snapshot.revision, sql::Order::Forward);
         let revision = snapshot.revision;
         let held = self.conn.clone();
         let source = snapshot.source.clone();
@@ -1109,7 +1171,11 @@ impl SnapshotReader for PgReader<'_> {
             Ok((conn, rows))
         })?;
         self.conn = Some(conn);
-        Ok(rows)
+        let live = unexpired(&rows);
+        if let Some(key) = key {
+            snapshot.shared.reads.put(key, Arc::from(rows));
+        }
+        Ok(live)
     }
 }
 

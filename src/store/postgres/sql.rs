@@ -255,22 +255,46 @@ impl Statement {
         ));
     }
 
-    /// Visible at `revision`, not expired at `now`. Returns the revision's placeholder.
-    pub(super) fn visible(&mut self, revision: Revision, now: Timestamp) -> String {
+    /// Visible at `revision` and, when `now` is given, not expired at `now`. Returns the
+    /// revision's placeholder.
+    pub(super) fn visible(&mut self, revision: Revision, now: Option<Timestamp>) -> String {
         let r = self.param(Box::new(rev(revision)));
-        let n = self.param(Box::new(now));
-        self.conditions.push(format!(
-            "created_rev <= {r} AND deleted_rev > {r} AND (expires_at IS NULL OR expires_at > {n})"
-        ));
+        self.conditions
+            .push(format!("created_rev <= {r} AND deleted_rev > {r}"));
+        if let Some(now) = now {
+            let n = self.param(Box::new(now));
+            self.conditions
+                .push(format!("(expires_at IS NULL OR expires_at > {n})"));
+        }
         r
+    }
+
+    /// [`Statement::guarded_select`] of every version visible at `revision`, expired or not
+    /// (the caller judges expiry), without a limit.
+    pub(super) fn guarded_select_any_expiry(
+        self,
+        revision: Revision,
+        order: Order,
+    ) -> (String, Vec<Param>) {
+        self.select(revision, None, order, None)
     }
 
     /// The guarded read: the GC state and the matching rows, from one MVCC snapshot, in
     /// `order`, at most `limit`.
     pub(super) fn guarded_select(
-        mut self,
+        self,
         revision: Revision,
         now: Timestamp,
+        order: Order,
+        limit: Option<usize>,
+    ) -> (String, Vec<Param>) {
+        self.select(revision, Some(now), order, limit)
+    }
+
+    fn select(
+        mut self,
+        revision: Revision,
+        now: Option<Timestamp>,
         order: Order,
         limit: Option<usize>,
     ) -> (String, Vec<Param>) {
@@ -329,7 +353,7 @@ mod tests {
 
     #[test]
     fn prefix_successor_bounds_exactly_the_strings_with_the_prefix() {
-        assert_eq!(prefix_successor("doc"), Some("doe".to_string()));
+        assert_eq!(prefix_successor("doc"), Some("dod".to_string()));
         assert_eq!(prefix_successor(""), None);
         let max = char::MAX.to_string();
         assert_eq!(prefix_successor(&format!("a{max}")), Some("b".to_string()));
