@@ -13,6 +13,7 @@
 //! `TESSERA_TEST_PG_BIN` overrides the directory of the server binaries.
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -109,8 +110,14 @@ impl Cluster {
             data.display(),
             dir.display()
         );
+        // In a process group of its own and deaf to INT/TERM/HUP: a Ctrl-C or a signal to
+        // the test's process group must not take the watchdog down with the tests.
         let mut watchdog = Command::new("sh")
-            .args(["-c", &format!("cat >/dev/null; {stop}")])
+            .args([
+                "-c",
+                &format!("trap '' INT TERM HUP; cat >/dev/null; {stop}"),
+            ])
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
