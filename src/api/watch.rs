@@ -3,8 +3,9 @@
 //! The stream reads the store's change log after its position, sends one response per
 //! revision with matching changes (`changes_through` is that revision: a client resumes by
 //! passing it back as `optional_start_cursor`), and waits for the next commit when caught up.
-//! Commits made through the service wake it at once; a short poll interval covers anything
-//! else. Changes to Tessera's reserved namespace never appear.
+//! Commits made through the service wake it at once, and so do other nodes' commits on a
+//! shared store that reports them (PostgreSQL's commit notifications, see
+//! `Tessera::subscribe_commits`); a short poll interval covers anything else. Changes to Tessera's reserved namespace never appear.
 //!
 //! Each response's `optional_transaction_metadata` is the metadata the writer attached to the
 //! transaction (`optional_transaction_metadata` of WriteRelationships/DeleteRelationships),
