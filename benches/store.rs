@@ -84,6 +84,7 @@ fn bench_writes(c: &mut Criterion) {
                     preconditions: Vec::new(),
                     caller: None,
                     metadata: Default::default(),
+                    schema_revision: None,
                 })
                 .expect("write")
         })
@@ -102,6 +103,7 @@ fn bench_writes(c: &mut Criterion) {
                     preconditions: Vec::new(),
                     caller: None,
                     metadata: Default::default(),
+                    schema_revision: None,
                 })
                 .expect("write")
         })

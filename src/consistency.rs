@@ -479,11 +479,7 @@ mod tests {
         ) -> Result<Revision, StoreError> {
             Err(StoreError::Backend("read-only fake".into()))
         }
-        fn bulk_import(
-            &self,
-            _: Vec<crate::model::Relationship>,
-            _: Option<String>,
-        ) -> Result<Revision, StoreError> {
+        fn import(&self, _: crate::store::BulkImport) -> Result<Revision, StoreError> {
             Err(StoreError::Backend("read-only fake".into()))
         }
         fn read_changes(&self, _: Revision, _: usize) -> Result<Vec<ChangeSet>, StoreError> {

@@ -46,6 +46,9 @@ enum Command {
     /// stopped server's data directory with --data-dir.
     #[command(subcommand)]
     Access(cli::access::AccessCommand),
+    /// Operate on the datastore: `migrate` creates or upgrades the PostgreSQL tables.
+    #[command(subcommand)]
+    Datastore(cli::datastore::DatastoreCommand),
     /// Load generator for any authzed.api.v1 server: load a synthetic dataset, run
     /// workloads, measure the noop floor and nesting depth, plot the results.
     #[command(subcommand)]
@@ -91,5 +94,6 @@ fn main() -> ExitCode {
         Command::Export(args) => cli::finish(cli::transfer::export(args)),
         Command::Access(command) => cli::finish(cli::access::run(command)),
         Command::Bench(command) => cli::finish(cli::bench::run(command)),
+        Command::Datastore(command) => cli::finish(cli::datastore::run(command)),
     }
 }

@@ -226,6 +226,17 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (StoreError::Backend("disk".into()), Code::Internal),
+            (
+                StoreError::Unavailable("connection refused".into()),
+                Code::Unavailable,
+            ),
+            (
+                StoreError::SchemaChanged {
+                    validated: Revision(4),
+                    current: Revision(6),
+                },
+                Code::Unavailable,
+            ),
         ];
         for (e, expected) in cases {
             let message = e.to_string();

@@ -82,9 +82,9 @@ pub async fn serve(
     let max_message = options.max_message_bytes;
     let (stop_tx, stop_rx) = watch::channel(false);
     let backend = Backend {
-        tessera,
+        tessera: tessera.clone(),
         auth,
-        shutdown: stop_rx,
+        shutdown: stop_rx.clone(),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -120,6 +120,7 @@ pub async fn serve(
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
+    let follow_store = tokio::spawn(follow_store_health(tessera, health.clone(), names, stop_rx));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::api::proto::FILE_DESCRIPTOR_SET)
@@ -166,8 +167,47 @@ pub async fn serve(
         .add_service(access)
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
+    follow_store.abort();
     tracing::info!("gRPC server stopped");
     Ok(())
+}
+
+/// How often health follows the datastore's reachability.
+const STORE_HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Reports NOT_SERVING (overall and per service) while the datastore cannot be reached (a
+/// shared database that is down), SERVING again once it answers; stops at shutdown, which
+/// sets NOT_SERVING for good.
+async fn follow_store_health(
+    tessera: Arc<Tessera>,
+    health: tonic_health::server::HealthReporter,
+    names: [&'static str; 4],
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(STORE_HEALTH_INTERVAL) => {}
+            _ = stopping.changed() => return,
+        }
+        if *stopping.borrow() {
+            return;
+        }
+        let reachable = tessera.store().availability().is_ok();
+        if reachable == serving {
+            continue;
+        }
+        serving = reachable;
+        let status = if reachable {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        health.set_service_status("", status).await;
+        for name in names {
+            health.set_service_status(name, status).await;
+        }
+    }
 }
 
 fn service_name<S: NamedService>(_: &S) -> &'static str {

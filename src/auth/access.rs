@@ -336,6 +336,7 @@ pub fn grant(
         preconditions: Vec::new(),
         metadata: Default::default(),
         caller: granted_by.map(str::to_string),
+        schema_revision: None,
     })?)
 }
 
@@ -393,6 +394,7 @@ pub fn revoke_with_revision(
         preconditions: Vec::new(),
         metadata: Default::default(),
         caller: revoked_by.map(str::to_string),
+        schema_revision: None,
     })?;
     Ok(Revocation {
         revoked: vec![capability.clone()],
@@ -435,6 +437,7 @@ pub fn revoke_all_with_revision(
         preconditions: Vec::new(),
         metadata: Default::default(),
         caller: revoked_by.map(str::to_string),
+        schema_revision: None,
     })?;
     Ok(Revocation {
         revoked: grants.into_iter().map(|g| g.capability).collect(),

@@ -32,6 +32,41 @@ pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `--log-level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default `--datastore-conn-pool-read-max-open`.
+pub const DEFAULT_READ_POOL: usize = 20;
+/// Default `--datastore-conn-pool-write-max-open`.
+pub const DEFAULT_WRITE_POOL: usize = 10;
+
+/// Where relationships are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatastoreEngine {
+    /// Embedded RocksDB in `--data-dir`: one node.
+    #[default]
+    Rocksdb,
+    /// A shared PostgreSQL database (`--datastore-conn-uri`): many nodes.
+    Postgres,
+}
+
+/// The PostgreSQL datastore's settings.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    pub conn_uri: String,
+    pub read_replica_conn_uri: Option<String>,
+    pub read_pool: usize,
+    pub write_pool: usize,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Connection strings may carry passwords: never printed.
+        f.debug_struct("PostgresSettings")
+            .field("read_replica", &self.read_replica_conn_uri.is_some())
+            .field("read_pool", &self.read_pool)
+            .field("write_pool", &self.write_pool)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Parses a human-friendly duration: `30s`, `5m`, `24h`, `1h 30m`, `250ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -148,6 +183,53 @@ pub struct ServeArgs {
     /// Directory of the durable RocksDB store (created when missing) [default: ./tessera-data].
     #[arg(long, env = "TESSERA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Where relationships are stored: `rocksdb` (embedded, in --data-dir) or `postgres` (a
+    /// shared database, --datastore-conn-uri; many nodes may serve it) [default: rocksdb].
+    #[arg(
+        long,
+        env = "TESSERA_DATASTORE_ENGINE",
+        value_enum,
+        value_name = "ENGINE"
+    )]
+    pub datastore_engine: Option<DatastoreEngine>,
+
+    /// PostgreSQL connection string (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`), for
+    /// --datastore-engine postgres. Migrate the database first: `tessera datastore migrate`.
+    #[arg(
+        long,
+        env = "TESSERA_DATASTORE_CONN_URI",
+        hide_env_values = true,
+        value_name = "URI"
+    )]
+    pub datastore_conn_uri: Option<String>,
+
+    /// Connection string of a PostgreSQL read replica for `minimize_latency` reads (used only
+    /// for revisions the replica has already replayed; the primary otherwise).
+    #[arg(
+        long,
+        env = "TESSERA_DATASTORE_READ_REPLICA_CONN_URI",
+        hide_env_values = true,
+        value_name = "URI"
+    )]
+    pub datastore_read_replica_conn_uri: Option<String>,
+
+    /// Most PostgreSQL connections for reads [default: 20].
+    #[arg(
+        long,
+        env = "TESSERA_DATASTORE_CONN_POOL_READ_MAX_OPEN",
+        value_name = "N"
+    )]
+    pub datastore_conn_pool_read_max_open: Option<usize>,
+
+    /// Most PostgreSQL connections for writes (writers queue on the database for the one
+    /// writer lock) [default: 10].
+    #[arg(
+        long,
+        env = "TESSERA_DATASTORE_CONN_POOL_WRITE_MAX_OPEN",
+        value_name = "N"
+    )]
+    pub datastore_conn_pool_write_max_open: Option<usize>,
 
     /// How long history stays readable: exact-snapshot reads, Watch resumption [default: 24h].
     #[arg(long, env = "TESSERA_DATASTORE_GC_WINDOW", value_parser = parse_duration, value_name = "DURATION")]
@@ -308,6 +390,11 @@ struct FileConfig {
     jwt_leeway: Option<String>,
     insecure_no_auth: Option<bool>,
     data_dir: Option<PathBuf>,
+    datastore_engine: Option<DatastoreEngine>,
+    datastore_conn_uri: Option<String>,
+    datastore_read_replica_conn_uri: Option<String>,
+    datastore_conn_pool_read_max_open: Option<usize>,
+    datastore_conn_pool_write_max_open: Option<usize>,
     datastore_gc_window: Option<String>,
     datastore_gc_interval: Option<String>,
     datastore_revision_quantization_interval: Option<String>,
@@ -348,7 +435,11 @@ pub struct ServeSettings {
     pub http: Option<HttpSettings>,
     /// `None` when the metrics endpoint is disabled.
     pub metrics_addr: Option<String>,
+    /// The RocksDB directory (meaningful with [`DatastoreEngine::Rocksdb`]).
     pub data_dir: PathBuf,
+    pub engine: DatastoreEngine,
+    /// Set exactly when `engine` is [`DatastoreEngine::Postgres`].
+    pub postgres: Option<PostgresSettings>,
     pub gc_window: Duration,
     pub gc_interval: Duration,
     pub service: ServiceConfig,
@@ -590,8 +681,63 @@ impl ServeArgs {
             },
         });
 
+        let engine = self
+            .datastore_engine
+            .or(file.datastore_engine)
+            .unwrap_or_default();
+        let conn_uri = self.datastore_conn_uri.clone().or(file.datastore_conn_uri);
+        let replica_uri = self
+            .datastore_read_replica_conn_uri
+            .clone()
+            .or(file.datastore_read_replica_conn_uri);
+        let read_pool = self
+            .datastore_conn_pool_read_max_open
+            .or(file.datastore_conn_pool_read_max_open)
+            .unwrap_or(DEFAULT_READ_POOL);
+        let write_pool = self
+            .datastore_conn_pool_write_max_open
+            .or(file.datastore_conn_pool_write_max_open)
+            .unwrap_or(DEFAULT_WRITE_POOL);
+        let postgres = match engine {
+            DatastoreEngine::Postgres => {
+                let conn_uri = conn_uri.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+                    CliError::Usage(
+                        "--datastore-engine postgres needs --datastore-conn-uri \
+                         (postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
+                            .into(),
+                    )
+                })?;
+                for (flag, value) in [
+                    ("--datastore-conn-pool-read-max-open", read_pool),
+                    ("--datastore-conn-pool-write-max-open", write_pool),
+                ] {
+                    if value == 0 {
+                        return Err(CliError::Usage(format!("{flag} must be at least 1")));
+                    }
+                }
+                Some(PostgresSettings {
+                    conn_uri,
+                    read_replica_conn_uri: replica_uri.filter(|u| !u.trim().is_empty()),
+                    read_pool,
+                    write_pool,
+                })
+            }
+            DatastoreEngine::Rocksdb => {
+                if conn_uri.is_some() || replica_uri.is_some() {
+                    return Err(CliError::Usage(
+                        "--datastore-conn-uri and --datastore-read-replica-conn-uri need \
+                         --datastore-engine postgres (RocksDB keeps its data in --data-dir)"
+                            .into(),
+                    ));
+                }
+                None
+            }
+        };
+
         Ok(ServeSettings {
             http,
+            engine,
+            postgres,
             grpc_addr: self
                 .grpc_addr
                 .clone()
@@ -637,6 +783,14 @@ pub fn resolve_data_dir(flag: Option<PathBuf>, config: Option<&Path>) -> Result<
         });
     }
     Ok(PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// `datastore-engine` and `datastore-conn-uri` of a `tessera serve` TOML file.
+pub fn datastore_from_file(
+    path: &Path,
+) -> Result<(Option<DatastoreEngine>, Option<String>), CliError> {
+    let file = read_file(path)?;
+    Ok((file.datastore_engine, file.datastore_conn_uri))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, CliError> {
@@ -931,6 +1085,62 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(matches!(err, CliError::Usage(_)));
+    }
+
+    #[test]
+    fn datastore_engine_flags_file_and_their_usage_errors() {
+        let s = parse(&[]).resolve().unwrap();
+        assert_eq!(
+            (s.engine, s.postgres.is_none()),
+            (DatastoreEngine::Rocksdb, true)
+        );
+        let s = parse(&[
+            "--datastore-engine",
+            "postgres",
+            "--datastore-conn-uri",
+            "postgres://tessera:secret@db:5432/authz",
+            "--datastore-conn-pool-read-max-open",
+            "7",
+        ])
+        .resolve()
+        .unwrap();
+        let pg = s.postgres.unwrap();
+        assert_eq!(s.engine, DatastoreEngine::Postgres);
+        assert_eq!((pg.read_pool, pg.write_pool), (7, DEFAULT_WRITE_POOL));
+        assert!(!format!("{pg:?}").contains("secret"), "{pg:?}");
+
+        let (_d, path) = write_config(
+            "datastore-engine = \"postgres\"\n\
+             datastore-conn-uri = \"postgres://u@h/db\"\n\
+             datastore-read-replica-conn-uri = \"postgres://u@replica/db\"\n\
+             datastore-conn-pool-write-max-open = 3\n",
+        );
+        let s = parse(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        let pg = s.postgres.unwrap();
+        assert_eq!(pg.conn_uri, "postgres://u@h/db");
+        assert_eq!(
+            pg.read_replica_conn_uri.as_deref(),
+            Some("postgres://u@replica/db")
+        );
+        assert_eq!(pg.write_pool, 3);
+
+        for args in [
+            &["--datastore-engine", "postgres"][..],
+            &["--datastore-conn-uri", "postgres://u@h/db"][..],
+            &[
+                "--datastore-engine",
+                "postgres",
+                "--datastore-conn-uri",
+                "postgres://u@h/db",
+                "--datastore-conn-pool-write-max-open",
+                "0",
+            ][..],
+        ] {
+            let err = parse(args).resolve().unwrap_err();
+            assert!(matches!(err, CliError::Usage(_)), "{args:?}: {err}");
+        }
     }
 
     #[test]

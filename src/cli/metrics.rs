@@ -76,7 +76,7 @@ pub async fn run_upkeep(handle: PrometheusHandle) {
 }
 
 /// Refreshes the store and check-cache gauges forever.
-pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: PathBuf) {
+pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: Option<PathBuf>) {
     let mut tick = tokio::time::interval(GAUGE_INTERVAL);
     loop {
         tick.tick().await;
@@ -90,7 +90,7 @@ pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: PathBuf) {
             (
                 store.head_revision().ok(),
                 store.oldest_readable_revision().ok(),
-                disk_usage(&dir),
+                dir.as_deref().map(disk_usage),
             )
         })
         .await;
@@ -103,7 +103,9 @@ pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: PathBuf) {
         if let Some(o) = oldest {
             metrics::gauge!("tessera_store_oldest_readable_revision").set(o.0 as f64);
         }
-        metrics::gauge!("tessera_store_disk_bytes").set(disk as f64);
+        if let Some(disk) = disk {
+            metrics::gauge!("tessera_store_disk_bytes").set(disk as f64);
+        }
     }
 }
 

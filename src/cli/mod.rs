@@ -1,7 +1,8 @@
 //! The `tessera` subcommands besides `validate`: `serve` runs the durable gRPC server; the
 //! client subcommands (`schema`, `check`, `relationship`, `expand`, `import`, `export`) talk
 //! to a server over gRPC; `access` manages callers' capabilities through the server's admin
-//! service (or, with `--data-dir`, offline in a stopped server's data directory).
+//! service (or, with `--data-dir`, offline in a stopped server's data directory); `datastore`
+//! migrates the PostgreSQL datastore.
 //!
 //! Each subcommand has a clap argument struct (or subcommand enum) and a `run` function
 //! returning the exit code; [`finish`] turns an error into a message on stderr.
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod datastore;
 mod error;
 pub mod expand;
 mod metrics;

@@ -1,8 +1,8 @@
 //! `tessera serve`: the durable gRPC server, and with `--http-enabled` the HTTP/JSON API.
 //!
 //! Startup: resolve settings → logging → authentication (refusing to run with no credentials
-//! unless `--insecure-no-auth`) → open the RocksDB store (background GC on) → bind the gRPC,
-//! HTTP and metrics listeners → serve.
+//! unless `--insecure-no-auth`) → open the datastore (RocksDB in `--data-dir`, or a migrated
+//! PostgreSQL database; background GC on) → bind the gRPC, HTTP and metrics listeners → serve.
 //!
 //! Shutdown on SIGINT or SIGTERM: both servers stop accepting, let in-flight calls finish (for
 //! at most `--shutdown-timeout`; a second signal cuts the wait short), flush and close the
@@ -20,9 +20,10 @@ use tracing_subscriber::EnvFilter;
 use crate::auth::{Auth, AuthConfig, JwtKeySource};
 use crate::service::Tessera;
 use crate::store::Store;
+use crate::store::postgres::{OpenError, PostgresOptions, PostgresStore};
 use crate::store::rocks::{RocksOptions, RocksStore};
 
-use super::config::{LogFormat, ServeArgs, ServeSettings};
+use super::config::{DatastoreEngine, LogFormat, PostgresSettings, ServeArgs, ServeSettings};
 use super::error::{CliError, EXIT_OK};
 use super::metrics;
 
@@ -144,6 +145,32 @@ pub(crate) fn open_store(
     })
 }
 
+/// Opens the PostgreSQL datastore, explaining the usual failures (not migrated, unreachable).
+fn open_postgres(
+    settings: &PostgresSettings,
+    gc_window: Duration,
+    gc_interval: Duration,
+) -> Result<PostgresStore, CliError> {
+    let options = PostgresOptions {
+        read_replica_conn_uri: settings.read_replica_conn_uri.clone(),
+        read_pool_size: settings.read_pool,
+        write_pool_size: settings.write_pool,
+        gc_window,
+        gc_interval: Some(gc_interval),
+        ..PostgresOptions::new(settings.conn_uri.clone())
+    };
+    PostgresStore::open(options).map_err(|e| match e {
+        OpenError::InvalidUri(_) => CliError::Usage(format!("--datastore-conn-uri: {e}")),
+        other => CliError::Failed(other.to_string()),
+    })
+}
+
+/// The open datastore, for what only one engine does at shutdown.
+enum Opened {
+    Rocks(Arc<RocksStore>),
+    Postgres,
+}
+
 /// Waits for SIGINT or SIGTERM; returns the signal's name.
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
@@ -178,7 +205,7 @@ async fn bind(addr: &str, what: &str, flag: &str) -> Result<TcpListener, CliErro
 
 /// Serves until a signal and a graceful drain; returns the store for the caller to close
 /// once the runtime (and every task holding the store) is gone.
-async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStore>, CliError> {
+async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<dyn Store>, CliError> {
     // Installed first, so a signal during startup is not fatal and still shuts down cleanly.
     let mut signals = Signals::install()?;
 
@@ -187,21 +214,46 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
         None => None,
     };
 
-    let options = RocksOptions {
-        gc_window: settings.gc_window,
-        gc_interval: Some(settings.gc_interval),
-        ..RocksOptions::default()
-    };
-    let data_dir = settings.data_dir.clone();
-    let rocks = Arc::new(
-        tokio::task::spawn_blocking(move || open_store(&data_dir, options))
+    let (opened, store, datastore): (Opened, Arc<dyn Store>, String) =
+        match (settings.engine, &settings.postgres) {
+            (DatastoreEngine::Postgres, Some(pg)) => {
+                let pg = pg.clone();
+                let (window, interval) = (settings.gc_window, settings.gc_interval);
+                let store = Arc::new(
+                    tokio::task::spawn_blocking(move || open_postgres(&pg, window, interval))
+                        .await
+                        .map_err(|e| {
+                            CliError::Failed(format!("opening the datastore failed: {e}"))
+                        })??,
+                );
+                let described = format!("postgres at {}", store.target());
+                (Opened::Postgres, store, described)
+            }
+            _ => {
+                let options = RocksOptions {
+                    gc_window: settings.gc_window,
+                    gc_interval: Some(settings.gc_interval),
+                    ..RocksOptions::default()
+                };
+                let data_dir = settings.data_dir.clone();
+                let rocks = Arc::new(
+                    tokio::task::spawn_blocking(move || open_store(&data_dir, options))
+                        .await
+                        .map_err(|e| {
+                            CliError::Failed(format!("opening the store failed: {e}"))
+                        })??,
+                );
+                let described = format!("rocksdb in {}", settings.data_dir.display());
+                (Opened::Rocks(rocks.clone()), rocks, described)
+            }
+        };
+    let head = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.head_revision())
             .await
-            .map_err(|e| CliError::Failed(format!("opening the store failed: {e}")))??,
-    );
-    let store: Arc<dyn Store> = rocks.clone();
-    let head = store
-        .head_revision()
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+            .map_err(|e| CliError::Failed(format!("reading the head revision failed: {e}")))?
+            .map_err(|e| CliError::Failed(e.to_string()))?
+    };
     let tessera = Arc::new(Tessera::new(store.clone(), settings.service.clone()));
 
     let grpc_listener = bind(&settings.grpc_addr, "gRPC", "--grpc-addr").await?;
@@ -227,9 +279,10 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
                 .map_err(|e| CliError::io("cannot read the metrics listening address", e))?;
             background.push(tokio::spawn(metrics::run_upkeep(handle.clone())));
             background.push(tokio::spawn(metrics::serve(listener, handle)));
+            let disk = matches!(opened, Opened::Rocks(_)).then(|| settings.data_dir.clone());
             background.push(tokio::spawn(metrics::run_store_gauges(
                 tessera.clone(),
-                settings.data_dir.clone(),
+                disk,
             )));
             Some(bound.to_string())
         }
@@ -243,7 +296,7 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
         grpc_addr = %grpc_addr,
         http_addr = %http_addr,
         metrics_addr = metrics_addr.as_deref().unwrap_or("disabled"),
-        data_dir = %settings.data_dir.display(),
+        datastore = %datastore,
         head_revision = head.0,
         gc_window = %humantime::format_duration(settings.gc_window),
         version = env!("CARGO_PKG_VERSION"),
@@ -330,13 +383,16 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<RocksStor
         tracing::error!(error = %e, "a server failed");
         return Err(CliError::Failed(e));
     }
-    match rocks.flush() {
-        Ok(()) => tracing::info!("store flushed"),
-        Err(e) => {
-            tracing::warn!(error = %e, "flushing the store failed; it will replay its log on the next start")
+    if let Opened::Rocks(rocks) = &opened {
+        match rocks.flush() {
+            Ok(()) => tracing::info!("store flushed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "flushing the store failed; it will replay its log on the next start")
+            }
         }
     }
-    Ok(rocks)
+    drop(opened);
+    Ok(store)
 }
 
 #[cfg(test)]

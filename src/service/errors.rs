@@ -273,6 +273,10 @@ impl From<StoreError> for ServiceError {
             StoreError::RevisionTooOld { .. }
             | StoreError::RevisionInFuture { .. }
             | StoreError::SchemaRejected(_) => (ErrorKind::FailedPrecondition, None),
+            // Both are transient: the same call may succeed when retried.
+            StoreError::SchemaChanged { .. } | StoreError::Unavailable(_) => {
+                (ErrorKind::Unavailable, None)
+            }
             StoreError::Backend(_) | StoreError::Corrupt(_) => (ErrorKind::Internal, None),
         };
         let mut out = ServiceError::new(kind, e.to_string());

@@ -23,7 +23,7 @@ use crate::auth::{Auth, Caller, Operation};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::consistency::{Consistency, SnapshotChooser};
 use crate::engine::{
@@ -35,8 +35,8 @@ use crate::model::{
 };
 use crate::schema::{Schema, SchemaLimits};
 use crate::store::{
-    ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate, Snapshot, Store,
-    TransactionMetadata, WriteTransaction,
+    BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, RelationshipUpdate,
+    Snapshot, Store, StoreError, TransactionMetadata, WriteTransaction,
 };
 
 /// Limits and knobs of the service. Defaults follow the reference API's published limits.
@@ -143,6 +143,10 @@ impl ReadView {
     }
 }
 
+/// How often a write is validated again after the schema changed under it before the caller
+/// gets the (retryable) error.
+const SCHEMA_CHANGE_RETRIES: usize = 3;
+
 /// How many compiled schema versions to keep (requests at recent revisions share them).
 const SCHEMA_CACHE_SIZE: usize = 8;
 
@@ -176,9 +180,6 @@ pub struct Tessera {
     config: ServiceConfig,
     chooser: SnapshotChooser,
     schemas: Mutex<HashMap<Revision, CompiledSchema>>,
-    /// Relationship writes hold this shared, schema writes exclusively, so a schema change's
-    /// orphan check cannot race a write that the new schema would reject.
-    schema_gate: RwLock<()>,
     /// The newest revision committed through this value, for change-feed subscribers.
     commits: tokio::sync::watch::Sender<Revision>,
     /// Check answers shared across requests, keyed by revision (`engine::CheckCache`).
@@ -194,18 +195,21 @@ impl Tessera {
             config,
             chooser,
             schemas: Mutex::new(HashMap::new()),
-            schema_gate: RwLock::new(()),
             commits: tokio::sync::watch::channel(Revision::ZERO).0,
             check_cache,
         }
     }
 
     /// A receiver signalled after every commit made through this `Tessera` (relationship and
-    /// schema writes); its value is the newest such revision. Change feeds (Watch) wait on it
-    /// instead of polling the store in a tight loop. Writes made to the store directly are not
-    /// signalled, so subscribers should also re-read the change log now and then.
+    /// schema writes) or, when the store can tell (a database shared by several nodes), after
+    /// every commit made by anyone; its value is the newest such revision. Change feeds
+    /// (Watch) wait on it instead of polling the store in a tight loop. Writes the store
+    /// cannot report are not signalled, so subscribers should also re-read the change log now
+    /// and then.
     pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<Revision> {
-        self.commits.subscribe()
+        self.store
+            .commit_signal()
+            .unwrap_or_else(|| self.commits.subscribe())
     }
 
     fn notify_commit(&self, revision: Revision) {
@@ -248,8 +252,14 @@ impl Tessera {
     }
 
     /// Takes the snapshot a request with `consistency` must read, with its schema.
+    /// `minimize_latency` reads may be served by a read replica that already has the revision.
     pub fn view(&self, consistency: Consistency) -> Result<ReadView, ServiceError> {
         let revision = self.chooser.revision(&*self.store, consistency)?;
+        if consistency == Consistency::MinimizeLatency {
+            let snapshot = self.store.replica_snapshot(revision)?;
+            let schema = self.schema_for(&*snapshot)?;
+            return Ok(ReadView { snapshot, schema });
+        }
         self.view_at(revision)
     }
 
@@ -352,7 +362,10 @@ impl Tessera {
                 ),
             ));
         }
-        let _gate = self.schema_gate.write();
+        // The orphan check runs inside the store's write, under its writer lock (for a shared
+        // database, across every node), against the state the schema commits on; relationship
+        // writes verify under the same lock that the schema they were validated against is
+        // still in force, so no write the new schema forbids can slip in between.
         let mut check = |snapshot: &dyn Snapshot| -> Result<(), crate::store::StoreError> {
             let old = match snapshot.schema()? {
                 Some(stored) => {
@@ -415,25 +428,49 @@ impl Tessera {
         for (i, u) in updates.iter().enumerate() {
             self.check_context_size(&format!("updates[{i}]"), &u.relationship)?;
         }
-        let _gate = self.schema_gate.read();
-        let schema = self.head_schema()?;
-        check_precondition_types(&schema, &preconditions)?;
-        for (i, u) in updates.iter().enumerate() {
-            // Deletes of relationships the schema no longer allows must stay possible only if
-            // they could exist; a delete of an impossible relationship is harmless but still a
-            // caller mistake worth reporting, as the reference does.
-            schema
-                .validate_relationship(&u.relationship)
-                .map_err(|e| relationship_error(&format!("updates[{i}]"), &u.relationship, e))?;
-        }
-        let revision = self.store.write(WriteTransaction {
-            updates,
-            preconditions,
-            caller,
-            metadata,
+        let revision = self.with_head_schema(|schema, schema_revision| {
+            check_precondition_types(schema, &preconditions)?;
+            for (i, u) in updates.iter().enumerate() {
+                // Deletes of relationships the schema no longer allows must stay possible only
+                // if they could exist; a delete of an impossible relationship is harmless but
+                // still a caller mistake worth reporting, as the reference does.
+                schema.validate_relationship(&u.relationship).map_err(|e| {
+                    relationship_error(&format!("updates[{i}]"), &u.relationship, e)
+                })?;
+            }
+            Ok(self.store.write(WriteTransaction {
+                updates: updates.clone(),
+                preconditions: preconditions.clone(),
+                caller: caller.clone(),
+                metadata: metadata.clone(),
+                schema_revision: Some(schema_revision),
+            }))
         })?;
         self.notify_commit(revision);
         Ok(revision)
+    }
+
+    /// Runs `write` with the schema in force at the head (and the revision that wrote it),
+    /// again with the new schema when the store reports that another writer (perhaps on
+    /// another node) replaced it before the write could commit.
+    fn with_head_schema<T>(
+        &self,
+        mut write: impl FnMut(&Schema, Revision) -> Result<Result<T, StoreError>, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let mut attempt = 0;
+        loop {
+            let view = self.view_at(self.store.head_revision()?)?;
+            let schema_revision = view
+                .snapshot
+                .schema()?
+                .map_or(Revision::ZERO, |s| s.written_at);
+            match write(view.schema()?, schema_revision)? {
+                Err(StoreError::SchemaChanged { .. }) if attempt < SCHEMA_CHANGE_RETRIES => {
+                    attempt += 1;
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     /// Deletes every relationship matching `filter` (see [`DeleteByFilter`]); `metadata` is
@@ -465,7 +502,7 @@ impl Tessera {
         }
         check_reserved_filter("relationship_filter", &filter)?;
         check_reserved_preconditions(&preconditions)?;
-        let _gate = self.schema_gate.read();
+        // No schema revision to verify: deleting never creates what a newer schema forbids.
         let schema = self.head_schema()?;
         check_filter_types(&schema, &filter)?;
         check_precondition_types(&schema, &preconditions)?;
@@ -500,14 +537,18 @@ impl Tessera {
         for r in &relationships {
             self.check_context_size("relationships", r)?;
         }
-        let _gate = self.schema_gate.read();
-        let schema = self.head_schema()?;
-        for r in &relationships {
-            schema
-                .validate_relationship(r)
-                .map_err(|e| relationship_error("relationships", r, e))?;
-        }
-        let revision = self.store.bulk_import(relationships, caller)?;
+        let revision = self.with_head_schema(|schema, schema_revision| {
+            for r in &relationships {
+                schema
+                    .validate_relationship(r)
+                    .map_err(|e| relationship_error("relationships", r, e))?;
+            }
+            Ok(self.store.import(BulkImport {
+                relationships: relationships.clone(),
+                caller: caller.clone(),
+                schema_revision: Some(schema_revision),
+            }))
+        })?;
         self.notify_commit(revision);
         Ok(revision)
     }

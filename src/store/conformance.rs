@@ -95,6 +95,7 @@ macro_rules! store_conformance_tests {
             delete_by_filter_checks_preconditions
             schema_versions_follow_revisions
             schema_check_sees_latest_state_and_can_reject
+            writes_validated_against_a_replaced_schema_fail
             bulk_import_commits_one_revision
             bulk_import_is_all_or_nothing
             change_log_records_effective_changes
@@ -160,6 +161,7 @@ fn txn(ops: &[(WriteOp, &str)]) -> WriteTransaction {
         preconditions: Vec::new(),
         caller: None,
         metadata: Default::default(),
+        schema_revision: None,
     }
 }
 
@@ -1574,6 +1576,75 @@ pub fn schema_check_sees_latest_state_and_can_reject(factory: &dyn StoreFactory)
         "accepted",
     );
     assert_eq!(rev, latest.next());
+}
+
+/// A write or import carrying the schema revision it was validated against commits only while
+/// that schema is in force; otherwise it fails with `SchemaChanged` and changes nothing.
+pub fn writes_validated_against_a_replaced_schema_fail(factory: &dyn StoreFactory) {
+    let store = factory.new_store();
+    let guarded = |schema_revision: Option<Revision>| WriteTransaction {
+        schema_revision,
+        ..txn(&[(WriteOp::Touch, "document:a#viewer@user:x")])
+    };
+    let err = store
+        .write(guarded(Some(Revision(1))))
+        .expect_err("no schema is in force yet");
+    assert_eq!(
+        err,
+        StoreError::SchemaChanged {
+            validated: Revision(1),
+            current: Revision::ZERO
+        }
+    );
+    let s1 = ok(
+        store.write_schema("definition user {}", &mut |_| Ok(()), None),
+        "schema 1",
+    );
+    let w = ok(
+        store.write(guarded(Some(s1))),
+        "write validated against schema 1",
+    );
+    let s2 = ok(
+        store.write_schema(
+            "definition user {} definition document {}",
+            &mut |_| Ok(()),
+            None,
+        ),
+        "schema 2",
+    );
+    assert_eq!((w, s2), (s1.next(), s1.next().next()));
+    let err = store
+        .write(guarded(Some(s1)))
+        .expect_err("schema 1 was replaced");
+    assert_eq!(
+        err,
+        StoreError::SchemaChanged {
+            validated: s1,
+            current: s2
+        }
+    );
+    let err = store
+        .import(super::BulkImport {
+            relationships: vec![rel("document:b#viewer@user:x")],
+            caller: None,
+            schema_revision: Some(s1),
+        })
+        .expect_err("an import validated against schema 1");
+    assert!(matches!(err, StoreError::SchemaChanged { .. }), "{err}");
+    assert_eq!(head(&*store), s2, "failed writes consume no revision");
+    ok(
+        store.write(guarded(Some(s2))),
+        "write validated against schema 2",
+    );
+    ok(
+        store.import(super::BulkImport {
+            relationships: vec![rel("document:b#viewer@user:x")],
+            caller: None,
+            schema_revision: Some(s2),
+        }),
+        "import validated against schema 2",
+    );
+    assert_eq!(query_head(&*store, &everything()).len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------

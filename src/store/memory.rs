@@ -22,7 +22,7 @@
 // `StoreError` (the trait's error type, carrying a `RelationshipKey`) is large by design.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Weak, mpsc};
@@ -30,39 +30,33 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
+use parking_lot::MutexGuard;
+
+use super::clock::{Clock, SystemClock};
+use super::txn::{self, TxnBackend, WriteSession};
 use super::{
-    ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind, RelationshipIter,
-    RelationshipUpdate, SchemaCheck, Snapshot, Store, StoreError, StoredSchema,
-    TransactionMetadata, WriteOp, WriteTransaction,
+    BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, RelationshipIter, SchemaCheck, Snapshot,
+    Store, StoreError, StoredSchema, WriteOp, WriteTransaction,
 };
 use crate::model::{
     CaveatRef, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision,
     SubjectFilter, SubjectRef, SubjectRelationFilter, Timestamp,
 };
 
-/// The source of "now" for commit times, snapshot expiry judgement and GC. Injectable so
-/// tests can move time without sleeping.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(chrono::Utc::now)
-}
-
 /// Settings of a [`MemoryStore`].
 #[derive(Clone)]
 pub struct MemoryOptions {
     /// How long history stays readable (exact snapshots, the change log). Default 24 h.
     pub gc_window: Duration,
-    /// Where time comes from. Default [`system_clock`].
-    pub clock: Clock,
+    /// Where time comes from. Default [`SystemClock`].
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for MemoryOptions {
     fn default() -> Self {
         MemoryOptions {
             gc_window: Duration::from_secs(24 * 60 * 60),
-            clock: system_clock(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -136,9 +130,14 @@ fn open_version(chain: &[Version]) -> Option<&Version> {
     chain.iter().find(|v| v.deleted == OPEN)
 }
 
-fn close_open(chain: Option<&mut Chain>, rev: u64) {
-    if let Some(v) = chain.and_then(|c| c.iter_mut().find(|v| v.deleted == OPEN)) {
-        v.deleted = rev;
+/// Ends the open version of a chain, if there is one; true when there was.
+fn close_open(chain: Option<&mut Chain>, rev: u64) -> bool {
+    match chain.and_then(|c| c.iter_mut().find(|v| v.deleted == OPEN)) {
+        Some(v) => {
+            v.deleted = rev;
+            true
+        }
+        None => false,
     }
 }
 
@@ -424,64 +423,6 @@ fn reverse_plan(
     }
 }
 
-/// Runs a scan to completion under an already-held lock, calling `f` for every visible
-/// match until it returns `false`.
-fn scan_locked<K: IndexKey>(
-    data: &Data,
-    plan: &ScanPlan<K>,
-    rev: u64,
-    now: Timestamp,
-    mut f: impl FnMut(&K, &Version) -> bool,
-) {
-    let map = K::index(data);
-    for (k, chain) in map.range((plan.start.as_ref(), Bound::Unbounded)) {
-        match (plan.classify)(k) {
-            Step::Stop => return,
-            Step::Skip => {}
-            Step::Yield => {
-                if let Some(v) = visible(chain, rev, now)
-                    && !f(k, v)
-                {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Describes a filter for error messages, e.g. `resource_type=document, relation=viewer`.
-pub fn describe_filter(f: &RelationshipFilter) -> String {
-    let mut parts = Vec::new();
-    if let Some(t) = &f.resource_type {
-        parts.push(format!("resource_type={t}"));
-    }
-    if let Some(id) = &f.resource_id {
-        parts.push(format!("resource_id={id}"));
-    }
-    if let Some(p) = &f.resource_id_prefix {
-        parts.push(format!("resource_id_prefix={p}"));
-    }
-    if let Some(r) = &f.relation {
-        parts.push(format!("relation={r}"));
-    }
-    if let Some(s) = &f.subject {
-        parts.push(format!("subject_type={}", s.subject_type));
-        if let Some(id) = &s.subject_id {
-            parts.push(format!("subject_id={id}"));
-        }
-        match &s.relation {
-            SubjectRelationFilter::Any => {}
-            SubjectRelationFilter::Ellipsis => parts.push("subject_relation=...".to_string()),
-            SubjectRelationFilter::Relation(r) => parts.push(format!("subject_relation={r}")),
-        }
-    }
-    if parts.is_empty() {
-        "(any relationship)".to_string()
-    } else {
-        parts.join(", ")
-    }
-}
-
 /// The shared, lock-protected state: indexes, schemas, change log and the readable range.
 #[derive(Default)]
 struct Data {
@@ -514,34 +455,6 @@ impl Data {
         }
         Ok(())
     }
-
-    fn precondition_failure(
-        &self,
-        preconditions: &[Precondition],
-        rev: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        for (index, p) in preconditions.iter().enumerate() {
-            let mut found: Option<Relationship> = None;
-            scan_locked(self, &forward_plan(&p.filter, None), rev, now, |k, v| {
-                found = Some(build(k, v));
-                false
-            });
-            let reason = match (p.kind, found) {
-                (PreconditionKind::MustMatch, None) => format!(
-                    "no relationship matches the filter `{}`",
-                    describe_filter(&p.filter)
-                ),
-                (PreconditionKind::MustNotMatch, Some(r)) => format!(
-                    "relationship `{r}` matches the filter `{}`",
-                    describe_filter(&p.filter)
-                ),
-                _ => continue,
-            };
-            return Err(StoreError::PreconditionFailed { index, reason });
-        }
-        Ok(())
-    }
 }
 
 /// State only the writer (and GC, which runs as a writer) touches.
@@ -563,16 +476,8 @@ struct Shared {
 
 impl Shared {
     fn now(&self) -> Timestamp {
-        (self.options.clock)()
+        self.options.clock.now()
     }
-}
-
-/// One planned index change of a transaction.
-struct Planned {
-    key: RelationshipKey,
-    /// End the current version (replaced or deleted).
-    close: bool,
-    insert: Option<Version>,
 }
 
 /// A multi-version in-memory [`Store`]. Cheap to share behind an `Arc`.
@@ -741,125 +646,109 @@ impl MemoryStore {
             thread: Some(thread),
         })
     }
+}
 
-    /// A commit time: the clock, but never earlier than the previous commit, so the change
-    /// log is ordered by time as well as revision (GC relies on it).
-    fn commit_time(&self, w: &mut WriterState) -> Timestamp {
-        let now = self.shared.now();
-        let t = w.last_commit.map_or(now, |last| last.max(now));
-        w.last_commit = Some(t);
-        t
+/// An open write on a [`MemoryStore`]: holds the writer lock.
+pub struct MemoryWrite<'a> {
+    shared: &'a Arc<Shared>,
+    writer: MutexGuard<'a, WriterState>,
+    head: u64,
+}
+
+impl TxnBackend for MemoryStore {
+    type Session<'a> = MemoryWrite<'a>;
+
+    fn begin_write(&self) -> Result<MemoryWrite<'_>, StoreError> {
+        let writer = self.shared.writer.lock();
+        let head = self.shared.data.read().head;
+        Ok(MemoryWrite {
+            shared: &self.shared,
+            writer,
+            head,
+        })
     }
 
-    /// Applies a validated plan as revision `rev` and publishes it. Never fails: all checks
-    /// happen before, while the writer lock has been held throughout.
-    fn commit(
-        &self,
-        w: &mut WriterState,
-        rev: u64,
-        planned: Vec<Planned>,
-        change: ChangeSet,
-        schema: Option<&str>,
-    ) -> Revision {
-        let mut planned = planned.into_iter().peekable();
-        while planned.peek().is_some() {
+    fn clock(&self) -> &dyn Clock {
+        &*self.shared.options.clock
+    }
+}
+
+impl WriteSession for MemoryWrite<'_> {
+    fn head(&self) -> Revision {
+        Revision(self.head)
+    }
+
+    fn last_commit_time(&self) -> Option<Timestamp> {
+        self.writer.last_commit
+    }
+
+    fn latest(&mut self, now: Timestamp) -> Result<Box<dyn Snapshot + '_>, StoreError> {
+        Ok(Box::new(MemorySnapshot {
+            shared: Arc::clone(self.shared),
+            revision: self.head,
+            now,
+        }))
+    }
+
+    fn schema_revision(&mut self) -> Result<Option<Revision>, StoreError> {
+        let data = self.shared.data.read();
+        Ok(data.schemas.last().map(|(r, _)| Revision(*r)))
+    }
+
+    fn live(
+        &mut self,
+        keys: &[&Relationship],
+        now: Timestamp,
+    ) -> Result<Vec<Option<Relationship>>, StoreError> {
+        let data = self.shared.data.read();
+        Ok(keys
+            .iter()
+            .map(|r| {
+                let key = r.key();
+                data.forward
+                    .get(&key)
+                    .and_then(|c| open_version(c))
+                    .filter(|v| !v.expired_at(now))
+                    .map(|v| build(&key, v))
+            })
+            .collect())
+    }
+
+    /// Applies the changes in chunks (each under a short write lock, so big transactions do
+    /// not starve readers) and publishes the revision last. Never fails.
+    fn commit(mut self, change: ChangeSet, schema: Option<&str>) -> Result<Revision, StoreError> {
+        let rev = change.revision.0;
+        let w = &mut *self.writer;
+        let mut changes = change.changes.iter().peekable();
+        while changes.peek().is_some() {
             let mut data = self.shared.data.write();
             let d = &mut *data;
-            for p in planned.by_ref().take(APPLY_CHUNK) {
-                let rkey = ReverseKey::of(&p.key);
-                if p.close {
-                    close_open(d.forward.get_mut(&p.key), rev);
-                    close_open(d.reverse.get_mut(&rkey), rev);
-                    w.ended.push_back((rev, p.key.clone()));
-                }
-                if let Some(v) = p.insert {
+            for c in changes.by_ref().take(APPLY_CHUNK) {
+                let key = c.relationship.key();
+                let rkey = ReverseKey::of(&key);
+                let closed = close_open(d.forward.get_mut(&key), rev);
+                close_open(d.reverse.get_mut(&rkey), rev);
+                if c.op != WriteOp::Delete {
+                    let v = Version::of(&c.relationship, rev);
                     if let Some(e) = v.expiration {
-                        w.expiring.insert((e, p.key.clone()));
+                        w.expiring.insert((e, key.clone()));
                     }
                     d.reverse.entry(rkey).or_default().push(v.clone());
-                    d.forward.entry(p.key).or_default().push(v);
+                    d.forward.entry(key.clone()).or_default().push(v);
+                }
+                if closed {
+                    w.ended.push_back((rev, key));
                 }
             }
         }
+        w.last_commit = Some(change.committed_at);
         let mut data = self.shared.data.write();
         if let Some(text) = schema {
             data.schemas.push((rev, Arc::from(text)));
         }
         data.changes.push_back(Arc::new(change));
         data.head = rev;
-        Revision(rev)
-    }
-
-    /// Validates and commits a relationship write (also the body of `bulk_import`).
-    fn write_updates(
-        &self,
-        updates: Vec<RelationshipUpdate>,
-        preconditions: &[Precondition],
-        caller: Option<String>,
-        metadata: TransactionMetadata,
-    ) -> Result<Revision, StoreError> {
-        let keys: Vec<RelationshipKey> = updates.iter().map(|u| u.relationship.key()).collect();
-        {
-            let mut seen = HashSet::with_capacity(keys.len());
-            for k in &keys {
-                if !seen.insert(k) {
-                    return Err(StoreError::DuplicateUpdate(k.clone()));
-                }
-            }
-        }
-        let mut w = self.shared.writer.lock();
-        let (head, planned, changes, committed_at) = {
-            let data = self.shared.data.read();
-            let head = data.head;
-            // Expiry is judged at the commit time.
-            let now = self.commit_time(&mut w);
-            data.precondition_failure(preconditions, head, now)?;
-            let rev = head + 1;
-            let mut planned = Vec::with_capacity(updates.len());
-            let mut changes = Vec::with_capacity(updates.len());
-            for (u, key) in updates.into_iter().zip(keys) {
-                let chain = data.forward.get(&key);
-                let open = chain.and_then(|c| open_version(c));
-                let live = open.filter(|v| !v.expired_at(now));
-                match u.op {
-                    WriteOp::Create | WriteOp::Touch => {
-                        if u.op == WriteOp::Create && live.is_some() {
-                            return Err(StoreError::AlreadyExists(key));
-                        }
-                        planned.push(Planned {
-                            close: open.is_some(),
-                            insert: Some(Version::of(&u.relationship, rev)),
-                            key,
-                        });
-                        changes.push(u);
-                    }
-                    WriteOp::Delete => {
-                        if let Some(v) = live {
-                            changes.push(RelationshipUpdate {
-                                op: WriteOp::Delete,
-                                relationship: build(&key, v),
-                            });
-                            planned.push(Planned {
-                                key,
-                                close: true,
-                                insert: None,
-                            });
-                        }
-                    }
-                }
-            }
-            (head, planned, changes, now)
-        };
-        let rev = head + 1;
-        let change = ChangeSet {
-            revision: Revision(rev),
-            committed_at,
-            caller,
-            changes,
-            schema_changed: false,
-            metadata,
-        };
-        Ok(self.commit(&mut w, rev, planned, change, None))
+        Ok(Revision(rev))
     }
 }
 
@@ -907,76 +796,11 @@ impl Store for MemoryStore {
     }
 
     fn write(&self, txn: WriteTransaction) -> Result<Revision, StoreError> {
-        self.write_updates(txn.updates, &txn.preconditions, txn.caller, txn.metadata)
+        txn::write(self, txn)
     }
 
     fn delete_by_filter(&self, request: DeleteByFilter) -> Result<DeleteOutcome, StoreError> {
-        let mut w = self.shared.writer.lock();
-        let (head, planned, changes, partial, committed_at) = {
-            let data = self.shared.data.read();
-            let head = data.head;
-            let now = self.commit_time(&mut w);
-            data.precondition_failure(&request.preconditions, head, now)?;
-            let mut found: Vec<(RelationshipKey, Relationship)> = Vec::new();
-            let mut matched: u64 = 0;
-            let limit = request.limit;
-            scan_locked(
-                &data,
-                &forward_plan(&request.filter, None),
-                head,
-                now,
-                |k, v| {
-                    matched += 1;
-                    if limit.is_none_or(|l| found.len() < l) {
-                        found.push((k.clone(), build(k, v)));
-                        true
-                    } else {
-                        // Past the limit: a partial delete can stop; otherwise keep counting
-                        // so the error reports how many match.
-                        !request.allow_partial
-                    }
-                },
-            );
-            let partial = match limit {
-                Some(l) if matched > l as u64 => {
-                    if !request.allow_partial {
-                        return Err(StoreError::DeleteLimitExceeded { limit: l, matched });
-                    }
-                    true
-                }
-                _ => false,
-            };
-            let mut planned = Vec::with_capacity(found.len());
-            let mut changes = Vec::with_capacity(found.len());
-            for (key, relationship) in found {
-                planned.push(Planned {
-                    key,
-                    close: true,
-                    insert: None,
-                });
-                changes.push(RelationshipUpdate {
-                    op: WriteOp::Delete,
-                    relationship,
-                });
-            }
-            (head, planned, changes, partial, now)
-        };
-        let deleted = changes.len() as u64;
-        let rev = head + 1;
-        let change = ChangeSet {
-            revision: Revision(rev),
-            committed_at,
-            caller: request.caller,
-            changes,
-            schema_changed: false,
-            metadata: request.metadata,
-        };
-        let revision = self.commit(&mut w, rev, planned, change, None);
-        Ok(DeleteOutcome {
-            revision,
-            deleted,
-            partial,
-        })
+        txn::delete_by_filter(self, request)
     }
 
     fn write_schema(
@@ -985,40 +809,11 @@ impl Store for MemoryStore {
         check: SchemaCheck<'_>,
         caller: Option<String>,
     ) -> Result<Revision, StoreError> {
-        let mut w = self.shared.writer.lock();
-        let head = self.shared.data.read().head;
-        let latest = MemorySnapshot {
-            shared: Arc::clone(&self.shared),
-            revision: head,
-            now: self.shared.now(),
-        };
-        check(&latest)?;
-        let committed_at = self.commit_time(&mut w);
-        let rev = head + 1;
-        let change = ChangeSet {
-            revision: Revision(rev),
-            committed_at,
-            caller,
-            changes: Vec::new(),
-            schema_changed: true,
-            metadata: TransactionMetadata::new(),
-        };
-        Ok(self.commit(&mut w, rev, Vec::new(), change, Some(text)))
+        txn::write_schema(self, text, check, caller)
     }
 
-    fn bulk_import(
-        &self,
-        relationships: Vec<Relationship>,
-        caller: Option<String>,
-    ) -> Result<Revision, StoreError> {
-        let updates = relationships
-            .into_iter()
-            .map(|relationship| RelationshipUpdate {
-                op: WriteOp::Create,
-                relationship,
-            })
-            .collect();
-        self.write_updates(updates, &[], caller, TransactionMetadata::new())
+    fn import(&self, request: BulkImport) -> Result<Revision, StoreError> {
+        txn::import(self, request)
     }
 
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {

@@ -1,13 +1,19 @@
 //! The storage boundary. The engine and the API see only these traits; implementations
-//! (`memory`, `rocks`) live behind them and all pass the same `conformance` suite.
+//! (`memory`, `rocks`, `postgres`) live behind them and all pass the same `conformance` suite.
 //!
 //! Model: every committed transaction gets the next [`Revision`]. A [`Snapshot`] reads the
 //! state exactly as of one revision, for as long as it is held, whatever commits meanwhile.
 //! Expired relationships are invisible to every snapshot read from their expiry on.
+//!
+//! What a write *means* (preconditions, CREATE/TOUCH/DELETE, limits, the commit clock) is
+//! written once, in [`txn`]; each store provides the primitives it builds on.
 
+pub mod clock;
 pub mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod rocks;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -62,6 +68,20 @@ pub struct WriteTransaction {
     pub caller: Option<String>,
     /// Recorded in the change log with the transaction.
     pub metadata: TransactionMetadata,
+    /// The revision that wrote the schema the updates were validated against. When set, the
+    /// write commits only if that schema is still in force (checked under the writer lock),
+    /// else it fails with [`StoreError::SchemaChanged`] and changes nothing.
+    pub schema_revision: Option<Revision>,
+}
+
+/// Creates relationships in bulk (see [`Store::import`]).
+#[derive(Debug, Clone, Default)]
+pub struct BulkImport {
+    pub relationships: Vec<Relationship>,
+    /// Who wrote (the authenticated caller), recorded in the change log.
+    pub caller: Option<String>,
+    /// As [`WriteTransaction::schema_revision`].
+    pub schema_revision: Option<Revision>,
 }
 
 /// Delete every relationship matching `filter`, atomically, after checking preconditions.
@@ -133,6 +153,20 @@ pub enum StoreError {
     /// A caller-supplied check inside [`Store::write_schema`] refused the change.
     #[error("{0}")]
     SchemaRejected(String),
+    /// The write was validated against a schema that another writer has replaced since
+    /// (possibly on another node): nothing was written; validate again and retry.
+    #[error(
+        "the schema changed while the write was being validated (validated against the schema written at revision {validated}, the schema in force is from revision {current}); retry the request"
+    )]
+    SchemaChanged {
+        validated: Revision,
+        current: Revision,
+    },
+    /// The datastore cannot be reached (a shared database that is down, restarting or out of
+    /// connections). Nothing was written by a call that failed this way before committing;
+    /// retrying later is safe for reads.
+    #[error("the datastore is unavailable: {0}")]
+    Unavailable(String),
     #[error("storage failure: {0}")]
     Backend(String),
     #[error("stored data is corrupt: {0}")]
@@ -226,12 +260,41 @@ pub trait Store: Send + Sync {
 
     /// Creates relationships in bulk: CREATE semantics, one atomic and durable transaction per
     /// call, much cheaper per relationship than `write`. Returns the revision.
+    fn import(&self, request: BulkImport) -> Result<Revision, StoreError>;
+
+    /// [`Store::import`] without a schema revision to verify.
     fn bulk_import(
         &self,
         relationships: Vec<Relationship>,
         caller: Option<String>,
-    ) -> Result<Revision, StoreError>;
+    ) -> Result<Revision, StoreError> {
+        self.import(BulkImport {
+            relationships,
+            caller,
+            schema_revision: None,
+        })
+    }
 
     /// Change sets with revision strictly greater than `after`, oldest first, at most `limit`.
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError>;
+
+    /// A snapshot at exactly `revision` for a read that may be served by a read replica
+    /// (`minimize_latency`). The data is the same as [`Store::snapshot`]'s; a store with a
+    /// replica uses it only when the replica already has `revision`.
+    fn replica_snapshot(&self, revision: Revision) -> Result<Arc<dyn Snapshot>, StoreError> {
+        self.snapshot(revision)
+    }
+
+    /// A receiver of the newest revision committed by *anyone* (other processes sharing the
+    /// store included), for change feeds; `None` when the store cannot tell (then only
+    /// commits made through this process are signalled, by the service).
+    fn commit_signal(&self) -> Option<tokio::sync::watch::Receiver<Revision>> {
+        None
+    }
+
+    /// Whether the datastore was reachable at its last probe (no I/O: a cached answer). An
+    /// embedded store always is; a shared database answers from a background probe.
+    fn availability(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -1,4 +1,5 @@
-//! Crash safety of the RocksDB store under `kill -9`.
+//! Crash safety of the durable stores (RocksDB, and PostgreSQL against the tests' private
+//! cluster) under `kill -9` of the process writing to them.
 //!
 //! The parent test re-runs this test binary as a child (`crash_child_writer`, selected by an
 //! environment variable) that writes random transactions in a loop and records each one in an
@@ -9,8 +10,8 @@
 //! - the whole state at the head, and at a sampled older revision, equals a model built by
 //!   replaying the log, and each revision's change set is exactly its transaction's effect.
 //!
-//! `TESSERA_CRASH_CYCLES` sets the number of kill cycles (default 20; hundreds for soak runs),
-//! `TESSERA_CRASH_SEED` replays a run.
+//! `TESSERA_CRASH_CYCLES` sets the number of kill cycles (default 20 for RocksDB, 8 for
+//! PostgreSQL; hundreds for soak runs), `TESSERA_CRASH_SEED` replays a run.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -22,11 +23,38 @@ use std::time::{Duration, Instant};
 use tessera::model::{
     Relationship, RelationshipFilter, RelationshipKey, Revision, parse_relationship,
 };
+use tessera::store::postgres::PostgresStore;
 use tessera::store::rocks::{RocksOptions, RocksStore};
 use tessera::store::{RelationshipUpdate, Store, StoreError, WriteOp, WriteTransaction};
 
+use crate::pg_support;
+
 const CHILD_DIR_VAR: &str = "TESSERA_CRASH_CHILD_DIR";
 const CHILD_SEED_VAR: &str = "TESSERA_CRASH_CHILD_SEED";
+/// Set for a child writing to PostgreSQL: the database's connection string.
+const CHILD_PG_VAR: &str = "TESSERA_CRASH_CHILD_PG_URI";
+
+/// The store under test.
+#[derive(Clone)]
+enum Engine {
+    Rocks,
+    /// The private cluster and the test's database.
+    Postgres(String),
+}
+
+impl Engine {
+    fn open(&self, dir: &Path) -> Box<dyn Store> {
+        match self {
+            Engine::Rocks => {
+                Box::new(RocksStore::open(dir.join("data"), options()).expect("open store"))
+            }
+            Engine::Postgres(db) => {
+                let uri = pg_support::cluster().uri(db);
+                Box::new(PostgresStore::open(pg_support::options(&uri)).expect("open store"))
+            }
+        }
+    }
+}
 
 /// xorshift64*: reproducible, dependency-free randomness.
 struct Rng(u64);
@@ -91,7 +119,14 @@ fn crash_child_writer() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let mut rng = Rng::new(seed);
-    let store = RocksStore::open(dir.join("data"), options()).expect("child: open store");
+    let store: Box<dyn Store> = match std::env::var(CHILD_PG_VAR) {
+        Ok(uri) => {
+            Box::new(PostgresStore::open(pg_support::options(&uri)).expect("child: open store"))
+        }
+        Err(_) => {
+            Box::new(RocksStore::open(dir.join("data"), options()).expect("child: open store"))
+        }
+    };
     let mut log = OpenOptions::new()
         .append(true)
         .create(true)
@@ -157,6 +192,7 @@ fn crash_child_writer() {
                 preconditions: Vec::new(),
                 caller: Some("crash-child".into()),
                 metadata: Default::default(),
+                schema_revision: None,
             })
         };
         match result {
@@ -269,7 +305,7 @@ impl Model {
     }
 }
 
-fn full_state(store: &RocksStore, rev: Revision) -> State {
+fn full_state(store: &dyn Store, rev: Revision) -> State {
     store
         .snapshot(rev)
         .expect("snapshot")
@@ -335,10 +371,46 @@ fn read_new_lines(path: &Path, offset: &mut u64) -> Vec<String> {
 
 #[test]
 fn crash_recovery_keeps_every_acknowledged_write() {
+    crash_cycles(Engine::Rocks, 20);
+}
+
+#[test]
+fn crash_recovery_on_postgres_keeps_every_acknowledged_write() {
+    let db = pg_support::cluster().fresh_database();
+    crash_cycles(Engine::Postgres(db), 8);
+}
+
+/// Waits until no session of the killed child is left on the server, so the fate of its
+/// in-flight transaction (committed or rolled back) is settled before the store is reopened.
+fn wait_for_sessions_to_end(db: &str) {
+    let cluster = pg_support::cluster();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = cluster
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
+                     AND pid <> pg_backend_pid()"
+                ),
+            )
+            .expect("count sessions");
+        if n == "0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed child's sessions never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn crash_cycles(engine: Engine, default_cycles: usize) {
     let cycles: usize = std::env::var("TESSERA_CRASH_CYCLES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(default_cycles);
     let seed: u64 = std::env::var("TESSERA_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -348,7 +420,11 @@ fn crash_recovery_keeps_every_acknowledged_write() {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(7)
         });
-    eprintln!("crash test: {cycles} cycles, TESSERA_CRASH_SEED={seed}");
+    let name = match &engine {
+        Engine::Rocks => "rocksdb",
+        Engine::Postgres(_) => "postgres",
+    };
+    eprintln!("crash test ({name}): {cycles} cycles, TESSERA_CRASH_SEED={seed}");
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("temp dir");
     let log_path = dir.path().join("log");
@@ -368,7 +444,11 @@ fn crash_recovery_keeps_every_acknowledged_write() {
 
     for cycle in 0..cycles {
         let stderr = File::create(dir.path().join("child.stderr")).expect("stderr file");
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Engine::Postgres(db) = &engine {
+            command.env(CHILD_PG_VAR, pg_support::cluster().uri(db));
+        }
+        let mut child = command
             .args([
                 "crash::crash_child_writer",
                 "--exact",
@@ -405,6 +485,9 @@ fn crash_recovery_keeps_every_acknowledged_write() {
         std::thread::sleep(Duration::from_millis(rng.below(400)));
         child.kill().expect("SIGKILL child");
         child.wait().expect("reap child");
+        if let Engine::Postgres(db) = &engine {
+            wait_for_sessions_to_end(db);
+        }
 
         // Replay the log into the model.
         let lines = read_new_lines(&log_path, &mut offset);
@@ -434,8 +517,8 @@ fn crash_recovery_keeps_every_acknowledged_write() {
             }
         }
 
-        let store =
-            RocksStore::open(dir.path().join("data"), options()).expect("reopen after kill");
+        let opened = engine.open(dir.path());
+        let store = &*opened;
         let head = store.head_revision().expect("head");
         assert!(
             head >= model.head,
@@ -501,7 +584,7 @@ fn crash_recovery_keeps_every_acknowledged_write() {
             r = r.next();
         }
         assert_states_equal(
-            &full_state(&store, head),
+            &full_state(store, head),
             &model.state,
             &format!("cycle {cycle}, head {head}"),
         );
@@ -509,7 +592,7 @@ fn crash_recovery_keeps_every_acknowledged_write() {
             let kept: Vec<Revision> = model.history.keys().copied().collect();
             let sample = kept[rng.below(kept.len() as u64) as usize];
             assert_states_equal(
-                &full_state(&store, sample),
+                &full_state(store, sample),
                 &model.history[&sample],
                 &format!("cycle {cycle}, revision {sample}"),
             );
@@ -521,7 +604,7 @@ fn crash_recovery_keeps_every_acknowledged_write() {
             model.effects.remove(&first);
             model.applied.remove(&first);
         }
-        drop(store);
+        drop(opened);
         if std::env::var_os("TESSERA_CRASH_VERBOSE").is_some() {
             eprintln!(
                 "cycle {cycle}: head {head}, {} relationships",
@@ -530,7 +613,7 @@ fn crash_recovery_keeps_every_acknowledged_write() {
         }
     }
     eprintln!(
-        "crash test: {cycles} kills, {total_acks} acknowledged transactions, {in_flight_applied} in-flight commits recovered, head {}",
+        "crash test ({name}): {cycles} kills, {total_acks} acknowledged transactions, {in_flight_applied} in-flight commits recovered, head {}",
         model.head
     );
     assert!(total_acks > 0, "the child never got a write acknowledged");

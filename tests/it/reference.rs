@@ -321,6 +321,7 @@ impl Fixture {
                     preconditions: Vec::new(),
                     caller: None,
                     metadata: Default::default(),
+                    schema_revision: None,
                 })
                 .expect("write relationships");
         }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tessera::model::{Relationship, RelationshipFilter, Revision, Timestamp, parse_relationship};
-use tessera::store::memory::{Clock, MemoryOptions, MemoryStore};
+use tessera::store::clock::Clock;
+use tessera::store::memory::{MemoryOptions, MemoryStore};
 use tessera::store::{RelationshipUpdate, Store, StoreError, WriteOp, WriteTransaction};
 
 tessera::store_conformance_tests!(|| -> Box<dyn Store> { Box::new(MemoryStore::new()) });
@@ -31,7 +32,7 @@ impl TestClock {
         *t += d;
         *t
     }
-    fn clock(&self) -> Clock {
+    fn clock(&self) -> Arc<dyn Clock> {
         let inner = Arc::clone(&self.0);
         Arc::new(move || *inner.lock())
     }

@@ -11,8 +11,8 @@ use tessera::model::{
 };
 use tessera::store::rocks::{ManualClock, RocksOptions, RocksStore};
 use tessera::store::{
-    ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind, RelationshipUpdate,
-    SchemaCheck, Snapshot, Store, StoreError, WriteOp, WriteTransaction,
+    BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind,
+    RelationshipUpdate, SchemaCheck, Snapshot, Store, StoreError, WriteOp, WriteTransaction,
 };
 
 /// A store in its own temporary directory, removed when the store is dropped.
@@ -66,12 +66,8 @@ impl Store for TempRocks {
     ) -> Result<Revision, StoreError> {
         self.store.write_schema(text, check, caller)
     }
-    fn bulk_import(
-        &self,
-        relationships: Vec<Relationship>,
-        caller: Option<String>,
-    ) -> Result<Revision, StoreError> {
-        self.store.bulk_import(relationships, caller)
+    fn import(&self, request: BulkImport) -> Result<Revision, StoreError> {
+        self.store.import(request)
     }
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
         self.store.read_changes(after, limit)
@@ -98,6 +94,7 @@ fn txn(ops: &[(WriteOp, &str)]) -> WriteTransaction {
         preconditions: Vec::new(),
         caller: None,
         metadata: Default::default(),
+        schema_revision: None,
     }
 }
 

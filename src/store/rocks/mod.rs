@@ -42,7 +42,7 @@ mod gc;
 pub mod keys;
 mod snapshot;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,19 +50,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options,
     ReadOptions, SliceTransform, WriteBatch, WriteOptions,
 };
 
 use crate::model::{Relationship, Revision, Timestamp};
+use crate::store::txn::{self, TxnBackend, WriteSession};
 use crate::store::{
-    ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind, SchemaCheck,
-    Snapshot, Store, StoreError, TransactionMetadata, WriteOp, WriteTransaction,
+    BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, SchemaCheck, Snapshot, Store, StoreError,
+    WriteOp, WriteTransaction,
 };
 
-use crate::store::memory::describe_filter;
+pub use crate::store::clock::{Clock, ManualClock, SystemClock};
 use codec::Attributes;
 pub use gc::GcStats;
 use snapshot::RocksSnapshot;
@@ -85,50 +86,6 @@ const CHANGES_PER_CHUNK: usize = 1024;
 
 /// A reasonable background GC interval for a server.
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(5 * 60);
-
-/// The source of "now": commit timestamps, expiry judgement and the GC window.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Timestamp;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        chrono::Utc::now()
-    }
-}
-
-/// A clock that moves only when told to (tests of expiry and GC).
-#[derive(Debug)]
-pub struct ManualClock {
-    now: Mutex<Timestamp>,
-}
-
-impl ManualClock {
-    pub fn new(start: Timestamp) -> Self {
-        ManualClock {
-            now: Mutex::new(start),
-        }
-    }
-
-    pub fn set(&self, t: Timestamp) {
-        *self.now.lock() = t;
-    }
-
-    pub fn advance(&self, by: chrono::Duration) {
-        let mut now = self.now.lock();
-        *now += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        *self.now.lock()
-    }
-}
 
 /// How to open a [`RocksStore`].
 #[derive(Clone)]
@@ -338,55 +295,35 @@ impl Inner {
         RocksSnapshot::new(self.clone(), revision, now, schema)
     }
 
-    fn check_preconditions(
-        self: &Arc<Self>,
-        head: Revision,
-        now: Timestamp,
-        preconditions: &[Precondition],
-    ) -> Result<(), StoreError> {
-        if preconditions.is_empty() {
-            return Ok(());
-        }
-        let snap = self.snapshot_unchecked(head, now);
-        for (index, p) in preconditions.iter().enumerate() {
-            let first = snap.query(&p.filter, None)?.next().transpose()?;
-            match (p.kind, first) {
-                (PreconditionKind::MustMatch, None) => {
-                    return Err(StoreError::PreconditionFailed {
-                        index,
-                        reason: format!(
-                            "no relationship matches the filter `{}`",
-                            describe_filter(&p.filter)
-                        ),
-                    });
-                }
-                (PreconditionKind::MustNotMatch, Some(rel)) => {
-                    return Err(StoreError::PreconditionFailed {
-                        index,
-                        reason: format!(
-                            "relationship `{rel}` matches the filter `{}`",
-                            describe_filter(&p.filter)
-                        ),
-                    });
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
     /// Writes one transaction's batch (synced) and publishes its revision. Caller holds the
     /// writer lock and passes its state.
     fn commit(
         &self,
         state: &mut WriterState,
-        changes: Vec<Change>,
-        caller: Option<String>,
-        metadata: TransactionMetadata,
+        set: ChangeSet,
         schema: Option<&str>,
     ) -> Result<Revision, StoreError> {
         let revision = self.head().next();
-        let committed_at = self.options.clock.now().max(state.last_commit);
+        if set.revision != revision {
+            return Err(StoreError::Backend(format!(
+                "commit of revision {} on head {}",
+                set.revision,
+                self.head()
+            )));
+        }
+        let committed_at = set.committed_at;
+        let changes: Vec<Change> = set
+            .changes
+            .iter()
+            .map(|u| {
+                let rel = &u.relationship;
+                match u.op {
+                    WriteOp::Delete => Change::delete(rel, identity_of(rel), &Attributes::of(rel)),
+                    op => Change::put(op, rel, identity_of(rel)),
+                }
+            })
+            .collect();
+        let (caller, metadata) = (set.caller, set.metadata);
         let fwd = self.cf(CF_FORWARD)?;
         let rev_cf = self.cf(CF_REVERSE)?;
         let log = self.cf(CF_CHANGELOG)?;
@@ -813,6 +750,88 @@ fn identity_of(rel: &Relationship) -> Vec<u8> {
     id
 }
 
+/// An open write on a [`RocksStore`]: holds the writer mutex; reads the head state through
+/// one point iterator (prefix bloom filter) reused across lookups.
+pub struct RocksWrite<'a> {
+    inner: &'a Arc<Inner>,
+    state: MutexGuard<'a, WriterState>,
+    head: Revision,
+    point: Option<rocksdb::DBRawIterator<'a>>,
+}
+
+impl TxnBackend for RocksStore {
+    type Session<'a> = RocksWrite<'a>;
+
+    fn begin_write(&self) -> Result<RocksWrite<'_>, StoreError> {
+        let state = self.inner.writer.lock();
+        Ok(RocksWrite {
+            inner: &self.inner,
+            state,
+            head: self.inner.head(),
+            point: None,
+        })
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.inner.options.clock
+    }
+}
+
+impl WriteSession for RocksWrite<'_> {
+    fn head(&self) -> Revision {
+        self.head
+    }
+
+    fn last_commit_time(&self) -> Option<Timestamp> {
+        Some(self.state.last_commit)
+    }
+
+    fn latest(&mut self, now: Timestamp) -> Result<Box<dyn Snapshot + '_>, StoreError> {
+        Ok(Box::new(self.inner.snapshot_unchecked(self.head, now)))
+    }
+
+    fn schema_revision(&mut self) -> Result<Option<Revision>, StoreError> {
+        Ok(self.inner.schemas.read().keys().next_back().copied())
+    }
+
+    fn live(
+        &mut self,
+        keys: &[&Relationship],
+        now: Timestamp,
+    ) -> Result<Vec<Option<Relationship>>, StoreError> {
+        // In key order: each seek lands near the previous one.
+        let mut order: Vec<(Vec<u8>, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (identity_of(r), i))
+            .collect();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let it = match &mut self.point {
+            Some(it) => it,
+            None => {
+                let fwd = self.inner.cf(CF_FORWARD)?;
+                self.point.insert(
+                    self.inner
+                        .db
+                        .raw_iterator_cf_opt(fwd, Inner::point_options()),
+                )
+            }
+        };
+        let mut found = vec![None; keys.len()];
+        for (id, i) in order {
+            if let Some(attrs) = Inner::live_version(it, &id, now)? {
+                found[i] = Some(attrs.into_relationship(keys[i].key()));
+            }
+        }
+        Ok(found)
+    }
+
+    fn commit(mut self, change: ChangeSet, schema: Option<&str>) -> Result<Revision, StoreError> {
+        self.point = None;
+        self.inner.commit(&mut self.state, change, schema)
+    }
+}
+
 impl Store for RocksStore {
     fn head_revision(&self) -> Result<Revision, StoreError> {
         Ok(self.inner.head())
@@ -827,86 +846,11 @@ impl Store for RocksStore {
     }
 
     fn write(&self, txn: WriteTransaction) -> Result<Revision, StoreError> {
-        let mut seen = HashSet::with_capacity(txn.updates.len());
-        let mut identities = Vec::with_capacity(txn.updates.len());
-        for u in &txn.updates {
-            let id = identity_of(&u.relationship);
-            if !seen.insert(id.clone()) {
-                return Err(StoreError::DuplicateUpdate(u.relationship.key()));
-            }
-            identities.push(id);
-        }
-        let inner = &self.inner;
-        let mut state = inner.writer.lock();
-        let now = inner.options.clock.now();
-        inner.check_preconditions(inner.head(), now, &txn.preconditions)?;
-
-        let fwd = inner.cf(CF_FORWARD)?;
-        let mut it = inner.db.raw_iterator_cf_opt(fwd, Inner::point_options());
-        let mut changes = Vec::with_capacity(txn.updates.len());
-        for (u, id) in txn.updates.iter().zip(identities) {
-            let rel = &u.relationship;
-            match u.op {
-                WriteOp::Create => {
-                    if Inner::live_version(&mut it, &id, now)?.is_some() {
-                        return Err(StoreError::AlreadyExists(rel.key()));
-                    }
-                    changes.push(Change::put(WriteOp::Create, rel, id));
-                }
-                WriteOp::Touch => changes.push(Change::put(WriteOp::Touch, rel, id)),
-                WriteOp::Delete => {
-                    if let Some(prev) = Inner::live_version(&mut it, &id, now)? {
-                        changes.push(Change::delete(rel, id, &prev));
-                    }
-                }
-            }
-        }
-        drop(it);
-        inner.commit(&mut state, changes, txn.caller, txn.metadata, None)
+        txn::write(self, txn)
     }
 
     fn delete_by_filter(&self, request: DeleteByFilter) -> Result<DeleteOutcome, StoreError> {
-        let inner = &self.inner;
-        let mut state = inner.writer.lock();
-        let now = inner.options.clock.now();
-        let head = inner.head();
-        inner.check_preconditions(head, now, &request.preconditions)?;
-
-        let snap = inner.snapshot_unchecked(head, now);
-        let mut matches = snap.query(&request.filter, None)?;
-        let mut victims = Vec::new();
-        let mut partial = false;
-        while let Some(rel) = matches.next().transpose()? {
-            if request.limit.is_some_and(|l| victims.len() >= l) {
-                if request.allow_partial {
-                    partial = true;
-                    break;
-                }
-                let mut matched = victims.len() as u64 + 1;
-                for r in matches.by_ref() {
-                    r?;
-                    matched += 1;
-                }
-                return Err(StoreError::DeleteLimitExceeded {
-                    limit: request.limit.unwrap_or_default(),
-                    matched,
-                });
-            }
-            victims.push(rel);
-        }
-        drop(matches);
-        drop(snap);
-        let deleted = victims.len() as u64;
-        let changes = victims
-            .iter()
-            .map(|rel| Change::delete(rel, identity_of(rel), &Attributes::of(rel)))
-            .collect();
-        let revision = inner.commit(&mut state, changes, request.caller, request.metadata, None)?;
-        Ok(DeleteOutcome {
-            revision,
-            deleted,
-            partial,
-        })
+        txn::delete_by_filter(self, request)
     }
 
     fn write_schema(
@@ -915,60 +859,11 @@ impl Store for RocksStore {
         check: SchemaCheck<'_>,
         caller: Option<String>,
     ) -> Result<Revision, StoreError> {
-        let inner = &self.inner;
-        let mut state = inner.writer.lock();
-        let now = inner.options.clock.now();
-        let snap = inner.snapshot_unchecked(inner.head(), now);
-        check(&snap)?;
-        drop(snap);
-        inner.commit(
-            &mut state,
-            Vec::new(),
-            caller,
-            TransactionMetadata::new(),
-            Some(text),
-        )
+        txn::write_schema(self, text, check, caller)
     }
 
-    fn bulk_import(
-        &self,
-        relationships: Vec<Relationship>,
-        caller: Option<String>,
-    ) -> Result<Revision, StoreError> {
-        // Sorted identities: duplicates become neighbours, and existence checks walk the
-        // index in order (each seek lands near the previous one).
-        let mut order: Vec<(Vec<u8>, usize)> = relationships
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (identity_of(r), i))
-            .collect();
-        order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for w in order.windows(2) {
-            if w[0].0 == w[1].0 {
-                return Err(StoreError::DuplicateUpdate(relationships[w[1].1].key()));
-            }
-        }
-        let inner = &self.inner;
-        let mut state = inner.writer.lock();
-        let now = inner.options.clock.now();
-        let fwd = inner.cf(CF_FORWARD)?;
-        let mut it = inner.db.raw_iterator_cf_opt(fwd, Inner::point_options());
-        let mut changes = Vec::with_capacity(order.len());
-        for (id, i) in order {
-            let rel = &relationships[i];
-            if Inner::live_version(&mut it, &id, now)?.is_some() {
-                return Err(StoreError::AlreadyExists(rel.key()));
-            }
-            changes.push(Change::put(WriteOp::Create, rel, id));
-        }
-        drop(it);
-        inner.commit(
-            &mut state,
-            changes,
-            caller,
-            TransactionMetadata::new(),
-            None,
-        )
+    fn import(&self, request: BulkImport) -> Result<Revision, StoreError> {
+        txn::import(self, request)
     }
 
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
@@ -979,6 +874,7 @@ impl Store for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TransactionMetadata;
 
     fn options() -> RocksOptions {
         RocksOptions {
