@@ -718,6 +718,13 @@ impl Dataset {
         sample
     }
 
+    /// The exact answers of lookups over this dataset: who views what (see [`LookupModel`]).
+    /// Builds inverted indexes over the whole model (a few hundred milliseconds at the default
+    /// sizes), so build it once and ask it many questions.
+    pub fn lookup_model(&self) -> LookupModel<'_> {
+        LookupModel::new(self)
+    }
+
     /// Checks a LookupResources(`document`, `view`, `user:u{sample.user}`) answer: it must hold
     /// the sample's document when that is a positive, only valid document ids, and none of the
     /// documents the user is banned from. Returns why it is wrong.
@@ -780,6 +787,171 @@ impl Dataset {
             ));
         }
         Ok(())
+    }
+}
+
+/// The exact answers of `document#view` lookups, computed from the model: which documents a
+/// user can view (LookupResources) and which users can view a document (LookupSubjects). The
+/// schema's semantics, written out for this dataset's shape: a user views a document when they
+/// own, edit or view it (directly or through a group they are a member of, nested groups
+/// included), or view or edit one of its ancestor folders, unless they are banned from it.
+#[derive(Debug)]
+pub struct LookupModel<'d> {
+    dataset: &'d Dataset,
+    /// Per user: the groups they are a direct member of.
+    user_groups: Vec<Vec<u32>>,
+    /// Per folder: its child folders and its documents.
+    folder_children: Vec<Vec<u32>>,
+    folder_docs: Vec<Vec<u32>>,
+    /// Per user: documents they own, edit or view directly; folders they edit or view directly.
+    user_docs: Vec<Vec<u32>>,
+    user_folders: Vec<Vec<u32>>,
+    /// Per group: documents and folders it is the viewer group of.
+    group_docs: Vec<Vec<u32>>,
+    group_folders: Vec<Vec<u32>>,
+}
+
+impl<'d> LookupModel<'d> {
+    fn new(d: &'d Dataset) -> LookupModel<'d> {
+        let users = d.spec.users as usize;
+        let groups = d.spec.groups as usize;
+        let folders = d.spec.folders as usize;
+        let mut m = LookupModel {
+            dataset: d,
+            user_groups: vec![Vec::new(); users],
+            folder_children: vec![Vec::new(); folders],
+            folder_docs: vec![Vec::new(); folders],
+            user_docs: vec![Vec::new(); users],
+            user_folders: vec![Vec::new(); users],
+            group_docs: vec![Vec::new(); groups],
+            group_folders: vec![Vec::new(); groups],
+        };
+        for (g, members) in d.group_members.iter().enumerate() {
+            for &u in members {
+                m.user_groups[u as usize].push(g as u32);
+            }
+        }
+        for f in 0..folders {
+            if let Some(p) = d.folder_parent[f] {
+                m.folder_children[p as usize].push(f as u32);
+            }
+            for u in [d.folder_viewer_user[f], d.folder_editor_user[f]]
+                .into_iter()
+                .flatten()
+            {
+                m.user_folders[u as usize].push(f as u32);
+            }
+            if let Some(g) = d.folder_viewer_group[f] {
+                m.group_folders[g as usize].push(f as u32);
+            }
+        }
+        for (n, doc) in d.docs.iter().enumerate() {
+            let n = n as u32;
+            m.folder_docs[doc.parent as usize].push(n);
+            for u in [Some(doc.owner), doc.viewer_user, doc.editor_user]
+                .into_iter()
+                .flatten()
+            {
+                m.user_docs[u as usize].push(n);
+            }
+            if let Some(g) = doc.viewer_group {
+                m.group_docs[g as usize].push(n);
+            }
+        }
+        m
+    }
+
+    /// The groups `user` is a member of, directly or through nested groups.
+    fn groups_of(&self, user: u32) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for &g in &self.user_groups[user as usize] {
+            let mut at = Some(g);
+            while let Some(g) = at {
+                if out.contains(&g) {
+                    break;
+                }
+                out.push(g);
+                at = self.dataset.group_parent[g as usize];
+            }
+        }
+        out
+    }
+
+    /// The documents `user` can view, ascending.
+    pub fn viewable_documents(&self, user: u32) -> Vec<u32> {
+        if self.dataset.is_outsider(user) {
+            return Vec::new();
+        }
+        let groups = self.groups_of(user);
+        let mut docs: Vec<u32> = self.user_docs[user as usize].clone();
+        let mut folders: Vec<u32> = self.user_folders[user as usize].clone();
+        for &g in &groups {
+            docs.extend(&self.group_docs[g as usize]);
+            folders.extend(&self.group_folders[g as usize]);
+        }
+        // Viewing (or editing) a folder extends to its whole subtree.
+        let mut seen = vec![false; self.folder_docs.len()];
+        while let Some(f) = folders.pop() {
+            if std::mem::replace(&mut seen[f as usize], true) {
+                continue;
+            }
+            docs.extend(&self.folder_docs[f as usize]);
+            folders.extend(&self.folder_children[f as usize]);
+        }
+        docs.sort_unstable();
+        docs.dedup();
+        if let Some(banned) = self.dataset.banned_by_user.get(&user) {
+            docs.retain(|n| !banned.contains(n));
+        }
+        docs
+    }
+
+    /// The users who can view `document`, ascending.
+    pub fn document_viewers(&self, document: u32) -> Vec<u32> {
+        let d = self.dataset;
+        let doc = d.doc(document);
+        let mut users: Vec<u32> = [Some(doc.owner), doc.viewer_user, doc.editor_user]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut groups: Vec<u32> = doc.viewer_group.into_iter().collect();
+        let mut folder = Some(doc.parent);
+        while let Some(f) = folder {
+            let i = f as usize;
+            users.extend(d.folder_viewer_user[i]);
+            users.extend(d.folder_editor_user[i]);
+            groups.extend(d.folder_viewer_group[i]);
+            folder = d.folder_parent[i];
+        }
+        // A group's members include the members of the groups nested in it.
+        let mut seen = vec![false; d.group_members.len()];
+        while let Some(g) = groups.pop() {
+            if std::mem::replace(&mut seen[g as usize], true) {
+                continue;
+            }
+            users.extend(&d.group_members[g as usize]);
+            groups.extend(&d.group_children[g as usize]);
+        }
+        users.sort_unstable();
+        users.dedup();
+        users.retain(|u| doc.banned != Some(*u));
+        users
+    }
+
+    /// The user who can view the most documents, and how many.
+    pub fn heaviest_user(&self) -> (u32, usize) {
+        (0..self.dataset.regular_users)
+            .map(|u| (u, self.viewable_documents(u).len()))
+            .max_by_key(|&(u, n)| (n, std::cmp::Reverse(u)))
+            .unwrap_or((0, 0))
+    }
+
+    /// The document the most users can view, and how many.
+    pub fn heaviest_document(&self) -> (u32, usize) {
+        (0..self.dataset.spec.documents)
+            .map(|n| (n, self.document_viewers(n).len()))
+            .max_by_key(|&(n, c)| (c, std::cmp::Reverse(n)))
+            .unwrap_or((0, 0))
     }
 }
 
@@ -989,6 +1161,31 @@ mod tests {
             }
             assert_eq!(positives[&CheckKind::Negative], 0);
         }
+    }
+
+    #[test]
+    fn the_lookup_model_agrees_with_a_direct_evaluation() {
+        let d = Dataset::generate(tiny(6)).unwrap();
+        let oracle = Oracle::new(&d);
+        let m = d.lookup_model();
+        for user in 0..d.spec.users {
+            let want: Vec<u32> = (0..d.spec.documents)
+                .filter(|&n| oracle.view(&format!("document:{}", document_id(n)), &user_id(user)))
+                .collect();
+            assert_eq!(m.viewable_documents(user), want, "user {user}");
+        }
+        for n in 0..d.spec.documents {
+            let doc = format!("document:{}", document_id(n));
+            let want: Vec<u32> = (0..d.spec.users)
+                .filter(|&u| oracle.view(&doc, &user_id(u)))
+                .collect();
+            assert_eq!(m.document_viewers(n), want, "document {n}");
+        }
+        let (user, count) = m.heaviest_user();
+        assert_eq!(m.viewable_documents(user).len(), count);
+        assert!(count > 0);
+        let (doc, count) = m.heaviest_document();
+        assert_eq!(m.document_viewers(doc).len(), count);
     }
 
     #[test]

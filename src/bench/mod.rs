@@ -7,6 +7,8 @@
 //! - [`load`]: writes the schema and dataset (`bench load`).
 //! - [`workload`]: concurrent workers over a pool of HTTP/2 connections (`bench run`, `noop`,
 //!   `depth`, `sweep`), with warm-up, a measurement window and optional answer verification.
+//! - [`lookups`]: large lookups one at a time (`bench lookup`): whole stream, first result,
+//!   page by page, and optionally the server's own handling time.
 //! - [`mix`]: the operations and the `--mix` parser.
 //! - [`report`]: exact latency percentiles, the JSON report and its text tables.
 //! - [`plot`]: hand-written SVG charts of reports (`bench plot`).
@@ -20,14 +22,14 @@
 //! {
 //!   "schema_version": 1,
 //!   "tool": "tessera bench 0.1.0",
-//!   "command": "run" | "noop" | "depth" | "sweep",
+//!   "command": "run" | "noop" | "depth" | "sweep" | "lookup",
 //!   "endpoint": "http://127.0.0.1:50051",
 //!   "started_at": "2026-05-01T12:00:00Z",
 //!   "machine": { "os": "linux", "arch": "x86_64", "cpus": 2,
 //!                "load_average_before": [1.0, 0.8, 0.5] | null,
 //!                "load_average_after": [..] | null },
-//!   "runs": [ {                              // run: 1; noop: 1; sweep: noop + mix per concurrency
-//!       "workload": "mix" | "noop",
+//!   "runs": [ {                              // run, noop, lookup: 1; sweep: noop + mix per concurrency
+//!       "workload": "mix" | "noop" | "lookup",
 //!       "concurrency": 8, "connections": 4, "client_threads": 2,
 //!       "consistency": "minimize_latency" | "full" | "at_least_as_fresh" | null,
 //!       "mix": "check.direct=17.5000,…" | null,   // percent of requests per operation
@@ -42,7 +44,9 @@
 //!       "concurrency": 1, "connections": 1, "consistency": "…", "verify": true,
 //!       "warmup_s": 0.5, "duration_s": 3.0,  // per depth
 //!       "client_cpu": {…} | null,
-//!       "rows": [ { "depth": 1, "positive": OpStats, "negative": OpStats }, … ] } ]
+//!       "rows": [ { "depth": 1, "positive": OpStats, "negative": OpStats,
+//!                   "lookup_resources": OpStats | null, "lookup_subjects": OpStats | null },
+//!                 … ] } ]
 //! }
 //! OpStats = { "operation": "check.direct", "count": 1234, "qps": 61.7,
 //!             "latency_ms": { "mean", "min", "p50", "p95", "p99", "max" } | null,
@@ -52,7 +56,9 @@
 //!
 //! Operation names: `check.direct`, `check.nested_group`, `check.folder_parent`,
 //! `check.negative`, `check_bulk`, `lookup_resources`, `lookup_subjects`, `write`, `noop`;
-//! aggregates `check` and `total`. Counts and rates are of *successful* requests that started
+//! aggregates `check` and `total`; `bench lookup` adds `lookup_resources.first` (the first
+//! result), `lookup_resources.paged` (all pages of one paged lookup), `….server` (the server's
+//! handling time, with `--metrics-url`) and `lookup_subjects.first`. Counts and rates are of *successful* requests that started
 //! inside the measurement window; latencies are exact nearest-rank percentiles over every one
 //! of them; `errors` are keyed by gRPC code name, `DEADLINE_EXCEEDED` for the client's own
 //! timeout and `WRONG_ANSWER` for an answer `--verify` refuted. Fields are only ever added in
@@ -60,6 +66,7 @@
 
 pub mod dataset;
 pub mod load;
+pub mod lookups;
 pub mod mix;
 pub mod plot;
 pub mod prng;

@@ -810,6 +810,8 @@ mod tests {
                     depth: d,
                     positive: stats("p", &[u64::from(d)]),
                     negative: stats("n", &[u64::from(d) + 1]),
+                    lookup_resources: None,
+                    lookup_subjects: None,
                 })
                 .collect(),
         });

@@ -234,13 +234,19 @@ pub struct DepthResult {
     pub rows: Vec<DepthRow>,
 }
 
-/// Checks over the chain of one depth: the member at the bottom (allowed) and a user outside
-/// the chain (denied, which explores the whole chain).
+/// Requests over the chain of one depth: checks of the member at the bottom (allowed) and of a
+/// user outside the chain (denied, which explores the whole chain), and both lookups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DepthRow {
     pub depth: u32,
     pub positive: OpStats,
     pub negative: OpStats,
+    /// LookupResources of the bottom member's documents (one: the chain's document).
+    #[serde(default)]
+    pub lookup_resources: Option<OpStats>,
+    /// LookupSubjects of the chain's document (one: the bottom member).
+    #[serde(default)]
+    pub lookup_subjects: Option<OpStats>,
 }
 
 /// The JSON document `bench run|noop|depth|sweep --json` writes.
@@ -291,7 +297,12 @@ impl Report {
             .depth
             .iter()
             .flat_map(|d| &d.rows)
-            .map(|r| r.positive.error_count + r.negative.error_count)
+            .map(|r| {
+                r.positive.error_count
+                    + r.negative.error_count
+                    + r.lookup_resources.as_ref().map_or(0, |s| s.error_count)
+                    + r.lookup_subjects.as_ref().map_or(0, |s| s.error_count)
+            })
             .sum();
         runs + depth
     }
@@ -450,7 +461,7 @@ pub fn render_depth(depth: &DepthResult) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "check latency by nesting depth: concurrency {} over {} connection(s), consistency {}, \
+        "check and lookup latency by nesting depth: concurrency {} over {} connection(s), consistency {}, \
          {:.1} s per depth after {:.1} s warm-up{}",
         depth.concurrency,
         depth.connections,
@@ -470,6 +481,14 @@ pub fn render_depth(depth: &DepthResult) -> String {
         table_row(&mut out, &format!("{:>2} denied", r.depth), &r.negative);
         rows.push(&r.positive);
         rows.push(&r.negative);
+        if let Some(s) = &r.lookup_resources {
+            table_row(&mut out, &format!("{:>2} lookup_resources", r.depth), s);
+            rows.push(s);
+        }
+        if let Some(s) = &r.lookup_subjects {
+            table_row(&mut out, &format!("{:>2} lookup_subjects", r.depth), s);
+            rows.push(s);
+        }
     }
     error_lines(&mut out, &rows);
     let _ = writeln!(out, "{}", cpu_line(depth.client_cpu.as_ref()));

@@ -105,6 +105,27 @@ impl ConsistencySource {
     }
 }
 
+/// The consistency of a one-at-a-time measurement: for `at_least_as_fresh`, the zookie of a
+/// schema read now.
+pub async fn lookup_consistency(
+    conn: &mut Connection,
+    mode: BenchConsistency,
+) -> Result<pb::Consistency, CliError> {
+    let token = if mode == BenchConsistency::AtLeastAsFresh {
+        conn.schema
+            .read_schema(pb::ReadSchemaRequest {})
+            .await
+            .map_err(|st| conn.error(st))?
+            .into_inner()
+            .read_at
+            .map(|z| z.token)
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(ConsistencySource::new(mode, token).get())
+}
+
 /// Opens `n` connections (each its own HTTP/2 connection).
 pub async fn connect(args: &ClientArgs, n: u32) -> Result<Vec<Connection>, CliError> {
     let mut out = Vec::with_capacity(n as usize);
@@ -706,16 +727,35 @@ struct DepthWorker {
     consistency: ConsistencySource,
     verify: bool,
     timeout: Duration,
-    next_positive: bool,
+    next: DepthOp,
 }
 
-impl Worker for DepthWorker {
-    /// `true` for the allowed check, `false` for the denied one.
-    type Key = bool;
+/// The requests of a depth measurement, sent in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum DepthOp {
+    /// The member at the bottom of the chain: allowed.
+    Allowed,
+    /// A user outside the chain: denied, after exploring all of it.
+    Denied,
+    /// LookupResources of the bottom member's documents: the chain's document.
+    LookupResources,
+    /// LookupSubjects of the chain's document: the bottom member.
+    LookupSubjects,
+}
 
-    async fn step(&mut self) -> Step<bool> {
-        let positive = self.next_positive;
-        self.next_positive = !positive;
+impl DepthOp {
+    fn after(self) -> DepthOp {
+        match self {
+            DepthOp::Allowed => DepthOp::Denied,
+            DepthOp::Denied => DepthOp::LookupResources,
+            DepthOp::LookupResources => DepthOp::LookupSubjects,
+            DepthOp::LookupSubjects => DepthOp::Allowed,
+        }
+    }
+}
+
+impl DepthWorker {
+    async fn check(&mut self, positive: bool) -> (Duration, Outcome) {
         let user = if positive {
             chain_user_id(self.depth)
         } else {
@@ -730,8 +770,82 @@ impl Worker for DepthWorker {
             }
             Ok(_) => Outcome::Ok { items: 0 },
         };
+        (latency, outcome)
+    }
+
+    async fn lookup_resources(&mut self) -> (Duration, Outcome) {
+        let req = pb::LookupResourcesRequest {
+            consistency: Some(self.consistency.get()),
+            resource_object_type: "document".into(),
+            permission: "view".into(),
+            subject: Some(user_ref(chain_user_id(self.depth))),
+            context: None,
+            optional_limit: 0,
+            optional_cursor: None,
+            with_debug: false,
+        };
+        let client = &mut self.client;
+        let (latency, r) = timed(self.timeout, async move {
+            let mut stream = client.lookup_resources(req).await?.into_inner();
+            let mut ids = Vec::new();
+            while let Some(msg) = stream.message().await? {
+                ids.push(msg.resource_object_id);
+            }
+            Ok((ids.len() as u64, ids))
+        })
+        .await;
+        let want = chain_document_id(self.depth);
+        let outcome = streamed_outcome(r, self.verify, |ids| ids == [want]);
+        (latency, outcome)
+    }
+
+    async fn lookup_subjects(&mut self) -> (Duration, Outcome) {
+        let req = pb::LookupSubjectsRequest {
+            consistency: Some(self.consistency.get()),
+            resource: Some(document_ref(chain_document_id(self.depth))),
+            permission: "view".into(),
+            subject_object_type: "user".into(),
+            optional_subject_relation: String::new(),
+            context: None,
+            optional_concrete_limit: 0,
+            optional_cursor: None,
+            wildcard_option: 0,
+        };
+        let client = &mut self.client;
+        let (latency, r) = timed(self.timeout, async move {
+            let mut stream = client.lookup_subjects(req).await?.into_inner();
+            let mut ids = Vec::new();
+            while let Some(msg) = stream.message().await? {
+                #[allow(deprecated)] // servers predating `subject` fill the deprecated field
+                let id = match msg.subject {
+                    Some(subject) => subject.subject_object_id,
+                    None => msg.subject_object_id,
+                };
+                ids.push(id);
+            }
+            Ok((ids.len() as u64, ids))
+        })
+        .await;
+        let want = chain_user_id(self.depth);
+        let outcome = streamed_outcome(r, self.verify, |ids| ids == [want]);
+        (latency, outcome)
+    }
+}
+
+impl Worker for DepthWorker {
+    type Key = DepthOp;
+
+    async fn step(&mut self) -> Step<DepthOp> {
+        let op = self.next;
+        self.next = op.after();
+        let (latency, outcome) = match op {
+            DepthOp::Allowed => self.check(true).await,
+            DepthOp::Denied => self.check(false).await,
+            DepthOp::LookupResources => self.lookup_resources().await,
+            DepthOp::LookupSubjects => self.lookup_subjects().await,
+        };
         Step {
-            key: positive,
+            key: op,
             latency,
             outcome,
         }
@@ -750,7 +864,8 @@ pub struct DepthPlan {
     pub window: Window,
 }
 
-/// Check latency over the chains of each depth (allowed and denied checks alternate).
+/// Check and lookup latency over the chains of each depth (allowed and denied checks and the
+/// two lookups take turns).
 pub async fn run_depth(
     conns: &mut [Connection],
     plan: &DepthPlan,
@@ -797,26 +912,29 @@ pub async fn run_depth(
                 consistency: consistency.clone(),
                 verify: plan.verify,
                 timeout: plan.timeout,
-                next_positive: task % 2 == 0,
+                next: [
+                    DepthOp::Allowed,
+                    DepthOp::Denied,
+                    DepthOp::LookupResources,
+                    DepthOp::LookupSubjects,
+                ][task as usize % 4],
             })
             .collect();
         let measured = drive(workers, plan.window).await?;
-        let row = |positive: bool| {
-            let name = format!(
-                "depth{depth}.{}",
-                if positive { "positive" } else { "negative" }
-            );
+        let row = |op: DepthOp, what: &str| {
             measured
                 .records
-                .get(&positive)
+                .get(&op)
                 .cloned()
                 .unwrap_or_default()
-                .stats(&name, measured.window_s)
+                .stats(&format!("depth{depth}.{what}"), measured.window_s)
         };
         rows.push(DepthRow {
             depth,
-            positive: row(true),
-            negative: row(false),
+            positive: row(DepthOp::Allowed, "positive"),
+            negative: row(DepthOp::Denied, "negative"),
+            lookup_resources: Some(row(DepthOp::LookupResources, "lookup_resources")),
+            lookup_subjects: Some(row(DepthOp::LookupSubjects, "lookup_subjects")),
         });
     }
     // CPU over every depth's warm-up and window together.

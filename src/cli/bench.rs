@@ -14,16 +14,18 @@ use clap::{Args, Subcommand};
 use crate::bench::BenchError;
 use crate::bench::dataset::{CHAIN_DEPTHS, DATASET_VERSION, Dataset, DatasetSpec};
 use crate::bench::load::{LoadOptions, load};
+use crate::bench::lookups::{LookupPlan, pick_targets, run_lookups};
 use crate::bench::mix::Mix;
 use crate::bench::plot::charts;
 use crate::bench::report::{
     Report, render_depth, render_machine, render_run, render_sweep_summary,
 };
 use crate::bench::workload::{
-    BenchConsistency, DepthPlan, MixPlan, Window, connect, run_depth, run_mix, run_noop,
+    BenchConsistency, DepthPlan, MixPlan, Window, connect, lookup_consistency, run_depth, run_mix,
+    run_noop,
 };
 
-use super::client::ClientArgs;
+use super::client::{ClientArgs, Connection};
 use super::config::parse_duration;
 use super::error::{CliError, EXIT_FAILURE, EXIT_OK};
 
@@ -42,6 +44,9 @@ pub enum BenchCommand {
     Noop(NoopArgs),
     /// Measure check latency over group chains of increasing nesting depth.
     Depth(DepthArgs),
+    /// Measure large lookups one at a time: LookupResources of every document a user can view
+    /// (whole stream, first result, and page by page) and LookupSubjects of a document.
+    Lookup(LookupArgs),
     /// Run check workloads and the noop floor at several concurrencies (and the depth
     /// measurement) in one invocation, for one JSON report.
     Sweep(SweepArgs),
@@ -201,6 +206,38 @@ pub struct DepthArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct LookupArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// The user whose documents are looked up [default: the user who can view the most].
+    #[arg(long, value_name = "N")]
+    pub user: Option<u32>,
+    /// The document whose viewers are looked up [default: the one with the most viewers].
+    #[arg(long, value_name = "N")]
+    pub document: Option<u32>,
+    /// Page size (`optional_limit`) of the paged LookupResources.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
+    pub limit: u32,
+    /// Rounds (each: an unpaged and a paged LookupResources, one LookupSubjects).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    pub rounds: u32,
+    /// Pause between requests.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub pause: Duration,
+    #[arg(long, value_enum, default_value_t = BenchConsistency::MinimizeLatency, value_name = "MODE")]
+    pub consistency: BenchConsistency,
+    /// Check every answer against the dataset's exact result.
+    #[arg(long)]
+    pub verify: bool,
+    /// The server's Prometheus endpoint (`http://HOST:PORT/metrics`): also report the server's
+    /// own handling time of each lookup, from `grpc_server_handling_seconds_sum`.
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
+    #[command(flatten)]
+    pub driver: DriverArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
     #[command(flatten)]
     pub dataset: DatasetArgs,
@@ -326,6 +363,7 @@ pub fn run(command: &BenchCommand) -> Result<u8, CliError> {
         BenchCommand::Run(args) => run_run(args),
         BenchCommand::Noop(args) => run_noop_cmd(args),
         BenchCommand::Depth(args) => run_depth_cmd(args),
+        BenchCommand::Lookup(args) => run_lookup_cmd(args),
         BenchCommand::Sweep(args) => run_sweep(args),
         BenchCommand::Plot(args) => run_plot(args),
     }
@@ -463,6 +501,40 @@ fn run_depth_cmd(args: &DepthArgs) -> Result<u8, CliError> {
     })?;
     let tables = render_depth(&depth);
     report.depth.push(depth);
+    emit(&mut report, &args.driver, tables, args.verify)
+}
+
+fn run_lookup_cmd(args: &LookupArgs) -> Result<u8, CliError> {
+    let dataset = args.dataset.generate()?;
+    if args.user.is_none() || args.document.is_none() {
+        eprintln!("finding the heaviest user and document of the dataset…");
+    }
+    let targets = pick_targets(&dataset, args.user, args.document)?;
+    let mut report = Report::new("lookup", &args.driver.client.endpoint);
+    let threads = client_threads(Some(&args.driver));
+    let run = block_on(threads, async {
+        let mut conn = Connection::open(&args.driver.client).await?;
+        let consistency = lookup_consistency(&mut conn, args.consistency).await?;
+        let plan = LookupPlan {
+            user: targets.user,
+            user_documents: targets.user_documents,
+            document: targets.document,
+            document_viewers: targets.document_viewers,
+            page_limit: args.limit,
+            rounds: args.rounds,
+            pause: args.pause,
+            verify: args.verify,
+            timeout: args.driver.timeout,
+            metrics_url: args.metrics_url.clone(),
+            consistency,
+        };
+        run_lookups(&mut conn, &plan).await
+    })?;
+    let mut run = run;
+    run.dataset = Some(*dataset.spec());
+    run.consistency = Some(args.consistency.name().into());
+    let tables = render_run(&run);
+    report.runs.push(run);
     emit(&mut report, &args.driver, tables, args.verify)
 }
 

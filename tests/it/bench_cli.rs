@@ -1,6 +1,6 @@
 //! `tessera bench` against a real `tessera serve`: load a tiny dataset, run the mixed workload
-//! with answer verification, the noop floor, the depth measurement, a small sweep, and plot
-//! the JSON reports.
+//! with answer verification, the noop floor, the depth measurement, large lookups, a small
+//! sweep, and plot the JSON reports.
 
 #![allow(clippy::unwrap_used)]
 
@@ -205,11 +205,39 @@ fn load_run_noop_depth_sweep_and_plot() {
     let depths: Vec<u64> = rows.iter().map(|r| r["depth"].as_u64().unwrap()).collect();
     assert_eq!(depths, [1, 2, 4, 8, 16, 32]);
     for r in rows {
-        for side in ["positive", "negative"] {
+        for side in [
+            "positive",
+            "negative",
+            "lookup_resources",
+            "lookup_subjects",
+        ] {
             assert!(r[side]["count"].as_u64().unwrap() > 0, "{r}");
             assert_eq!(r[side]["error_count"], 0, "{r}");
         }
     }
+
+    // Large lookups one at a time: the heaviest user and document, every answer verified
+    // exactly, paged lookups included.
+    let out = server.cli(&with_tiny(&[
+        "bench", "lookup", "--rounds", "2", "--pause", "0s", "--limit", "7", "--verify", "--json",
+    ]));
+    let report = json(out.ok());
+    let run = &report["runs"][0];
+    assert_eq!(run["workload"], "lookup");
+    assert_eq!(run["total"]["error_count"], 0, "{run}");
+    for name in [
+        "lookup_resources",
+        "lookup_resources.first",
+        "lookup_resources.paged",
+        "lookup_subjects",
+    ] {
+        assert_eq!(op(run, name)["count"], 2, "{name}: {run}");
+    }
+    assert!(op(run, "lookup_resources")["items_mean"].as_f64().unwrap() > 7.0);
+    assert_eq!(
+        op(run, "lookup_resources")["items_mean"],
+        op(run, "lookup_resources.paged")["items_mean"]
+    );
 
     // A small sweep: noop and checks at two concurrencies, no depth.
     let sweep_json = dir.path().join("sweep.json");
