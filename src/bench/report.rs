@@ -376,7 +376,7 @@ fn fmt_ms(v: Option<f64>) -> String {
 fn table_header(out: &mut String, first: &str) {
     let _ = writeln!(
         out,
-        "{first:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "{first:<30} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
         "count", "qps", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
     );
 }
@@ -385,7 +385,7 @@ fn table_row(out: &mut String, label: &str, s: &OpStats) {
     let l = s.latency_ms.as_ref();
     let _ = writeln!(
         out,
-        "{label:<22} {:>9} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "{label:<30} {:>9} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
         s.count,
         s.qps,
         fmt_ms(l.map(|l| l.mean)),

@@ -255,6 +255,20 @@ async fn serve(settings: ServeSettings, auth: Arc<Auth>) -> Result<Arc<dyn Store
             .map_err(|e| CliError::Failed(e.to_string()))?
     };
     let tessera = Arc::new(Tessera::new(store.clone(), settings.service.clone()));
+    // Nested-group indexes a store written by an older version lacks are built in the
+    // background: evaluation walks those relations until then, so serving need not wait.
+    {
+        let tessera = tessera.clone();
+        tokio::task::spawn_blocking(move || match tessera.rebuild_indexes() {
+            Ok(Some(revision)) => {
+                tracing::info!(revision = revision.0, "built the nested-group indexes")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e.message, "building the nested-group indexes failed; evaluation walks nested groups until a schema write builds them")
+            }
+        });
+    }
 
     let grpc_listener = bind(&settings.grpc_addr, "gRPC", "--grpc-addr").await?;
     let grpc_addr = grpc_listener

@@ -44,6 +44,9 @@ pub(crate) struct Node {
     pub reverse: Vec<ReverseEdge>,
     /// Nodes this node depends on, positively or through a subtracted side.
     pub forward: Vec<NodeId>,
+    /// A relation allowing its own userset (`group#member: … | group#member`): nested, and
+    /// covered by the nested-group index when the store has built it (`leopard.rs`).
+    pub nests: bool,
 }
 
 #[derive(Debug)]
@@ -173,6 +176,9 @@ impl SchemaIndex {
                         NodeKind::Permission(resolve_rewrite(schema, d, rw, &resolve))
                     }
                 };
+                let id = nodes.len() as NodeId;
+                let nests = matches!(&kind, NodeKind::Relation(info)
+                    if info.usersets.iter().any(|(_, n)| *n == id));
                 nodes.push(Node {
                     type_name: def.name.clone(),
                     name: rel.name.clone(),
@@ -181,6 +187,7 @@ impl SchemaIndex {
                     stratified: true,
                     reverse: Vec::new(),
                     forward: Vec::new(),
+                    nests,
                 });
             }
         }

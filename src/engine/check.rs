@@ -23,11 +23,13 @@
 //!   expired. Requests with a caveat context bypass the cache, and a lookup's confirmation run
 //!   that was pre-filled with proofs of unknown expiry does not write to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
-use super::analysis::{NodeId, NodeKind, Rw, SchemaIndex};
+use super::analysis::{NodeId, NodeKind, RelationInfo, Rw, SchemaIndex};
 use super::cache::{Cached, CheckCache, KeyRef};
+use super::leopard::{self, NestedIndex};
 use super::outcome::{exclude, intersect, union};
 use super::{CheckOutcome, EngineError, Evaluator};
 use crate::model::{
@@ -35,6 +37,10 @@ use crate::model::{
     WILDCARD_ID,
 };
 use crate::store::SnapshotReader;
+
+/// Up to this many objects to test against a nested set, probe the index for each; beyond,
+/// read the nested set once.
+const PROBES: usize = 8;
 
 /// The earlier of two expirations (`None` = never expires).
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -79,6 +85,10 @@ pub(crate) struct CheckRun<'e, 'a> {
     shared: Option<Shared<'e>>,
     /// This run's reads, sharing store resources between them.
     reader: Box<dyn SnapshotReader + 'e>,
+    /// The nested-group index's state per nesting relation, read once per run.
+    nested: NestedIndex,
+    /// Per nesting relation: the relationships naming the subject (or its wildcard) there.
+    entries: HashMap<NodeId, Rc<Vec<Relationship>>>,
 }
 
 impl<'e, 'a> CheckRun<'e, 'a> {
@@ -116,6 +126,8 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             expires: None,
             shared,
             reader: ev.snapshot.reader(),
+            nested: NestedIndex::default(),
+            entries: HashMap::new(),
         })
     }
 
@@ -261,6 +273,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
     ) -> Result<CheckOutcome, EngineError> {
         let index = self.index;
         match &index.get(node).kind {
+            NodeKind::Relation(_) if self.indexed(node)? => self.eval_nested(node, id, depth),
             NodeKind::Relation(_) => self.eval_relation(node, id, depth),
             NodeKind::Permission(rw) => self.eval_rewrite(rw, id, depth),
         }
@@ -349,6 +362,152 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             }
         }
         Ok(acc)
+    }
+
+    /// A nesting relation with its index (`leopard.rs`): the subject's own relationships on
+    /// the relation count where they are on `id` or on an object nested in it; irregular
+    /// objects among those add their irregular relationships, evaluated as usual.
+    /// Whether `node` is a nesting relation with a complete index in this snapshot. Kept out
+    /// of line (as is `eval_nested`) so the recursion's frames stay small.
+    #[inline(never)]
+    fn indexed(&mut self, node: NodeId) -> Result<bool, EngineError> {
+        Ok(self.index.get(node).nests
+            && self
+                .nested
+                .state(self.ev, &mut *self.reader, node)?
+                .is_some())
+    }
+
+    #[inline(never)]
+    fn eval_nested(
+        &mut self,
+        node: NodeId,
+        id: &str,
+        depth: u32,
+    ) -> Result<CheckOutcome, EngineError> {
+        let index = self.index;
+        let NodeKind::Relation(info) = &index.get(node).kind else {
+            return Ok(CheckOutcome::No);
+        };
+        let Some(state) = self.nested.state(self.ev, &mut *self.reader, node)? else {
+            return self.eval_relation(node, id, depth);
+        };
+        let mut acc = CheckOutcome::No;
+        if self.subject_node == Some(node) {
+            // A userset of this very relation: held when nested in `id` (itself is
+            // answered before evaluation).
+            if leopard::contains(
+                self.ev,
+                &mut *self.reader,
+                node,
+                id,
+                &self.subject.object.object_id,
+            )? {
+                return Ok(CheckOutcome::Has);
+            }
+        } else {
+            let entries = self.entries(node, info)?;
+            // Few entries: probe each; many: read what is nested in `id` once.
+            let inside = if entries.len() + state.irregular.len() > PROBES {
+                Some(
+                    leopard::nested(self.ev, &mut *self.reader, node, id)?
+                        .into_iter()
+                        .collect::<HashSet<String>>(),
+                )
+            } else {
+                None
+            };
+            for rel in entries.iter() {
+                let b = &rel.resource.object_id;
+                let holds = b == id
+                    || match &inside {
+                        Some(set) => set.contains(b),
+                        None => leopard::contains(self.ev, &mut *self.reader, node, id, b)?,
+                    };
+                if !holds {
+                    continue;
+                }
+                self.rests_on(rel);
+                acc = union(acc, self.ev.caveat_value(rel, self.context)?);
+                if acc == CheckOutcome::Has {
+                    return Ok(acc);
+                }
+            }
+        }
+        for (x, _) in &state.irregular {
+            if x != id && !leopard::contains(self.ev, &mut *self.reader, node, id, x)? {
+                continue;
+            }
+            for &(_, userset) in &info.usersets {
+                let u = self.index.get(userset);
+                let filter = SubjectFilter {
+                    subject_type: u.type_name.clone(),
+                    subject_id: None,
+                    relation: SubjectRelationFilter::Relation(u.name.clone()),
+                };
+                for rel in self.ev.read_via(&mut *self.reader, node, x, Some(filter))? {
+                    if rel.subject.is_wildcard() || leopard::is_fast_edge(self.ev, node, &rel) {
+                        continue;
+                    }
+                    self.rests_on(&rel);
+                    let cv = self.ev.caveat_value(&rel, self.context)?;
+                    if cv == CheckOutcome::No {
+                        continue;
+                    }
+                    let member =
+                        self.check_key(userset, &rel.subject.object.object_id, depth + 1)?;
+                    acc = union(acc, intersect(cv, member));
+                    if acc == CheckOutcome::Has {
+                        return Ok(acc);
+                    }
+                }
+            }
+        }
+        Ok(acc)
+    }
+
+    /// The relationships on nesting relation `node` naming the subject exactly (where the
+    /// relation allows it) or its type's wildcard (where allowed): read once per run, they
+    /// serve every object of the relation.
+    fn entries(
+        &mut self,
+        node: NodeId,
+        info: &RelationInfo,
+    ) -> Result<Rc<Vec<Relationship>>, EngineError> {
+        if let Some(e) = self.entries.get(&node) {
+            return Ok(Rc::clone(e));
+        }
+        let n = self.index.get(node);
+        let exact_allowed = match self.subject_node {
+            None => info.direct.contains(&self.subject_def),
+            Some(s) => info.usersets.contains(&(self.subject_def, s)),
+        };
+        let mut rows = Vec::new();
+        if exact_allowed {
+            let f = SubjectFilter {
+                subject_type: self.subject.object.object_type.clone(),
+                subject_id: Some(self.subject.object.object_id.clone()),
+                relation: match &self.subject.relation {
+                    Some(r) => SubjectRelationFilter::Relation(r.clone()),
+                    None => SubjectRelationFilter::Ellipsis,
+                },
+            };
+            rows.extend(self.reader.reverse(&f, &n.type_name, &n.name)?);
+        }
+        if self.subject_node.is_none()
+            && info.wildcard.contains(&self.subject_def)
+            && !(exact_allowed && self.subject.object.object_id == WILDCARD_ID)
+        {
+            let f = SubjectFilter {
+                subject_type: self.subject.object.object_type.clone(),
+                subject_id: Some(WILDCARD_ID.to_string()),
+                relation: SubjectRelationFilter::Ellipsis,
+            };
+            rows.extend(self.reader.reverse(&f, &n.type_name, &n.name)?);
+        }
+        let rows = Rc::new(rows);
+        self.entries.insert(node, Rc::clone(&rows));
+        Ok(rows)
     }
 
     fn eval_rewrite(&mut self, rw: &Rw, id: &str, depth: u32) -> Result<CheckOutcome, EngineError> {

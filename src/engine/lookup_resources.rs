@@ -15,13 +15,17 @@
 //! confirmations share one memo, pre-filled with the keys already proven.
 
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use super::analysis::{NodeId, NodeKind, Purity, ReverseEdge, Rw};
 use super::check::CheckRun;
+use super::leopard::{self, NestedIndex};
 use super::{CheckOutcome, EngineError, Evaluator, LookupResource};
 use crate::model::{
     Context, Relationship, SubjectFilter, SubjectRef, SubjectRelationFilter, WILDCARD_ID,
 };
+use crate::store::SnapshotReader;
+use crate::store::leopard::IndexState;
 
 /// The part of the dependency graph the walk has discovered.
 struct Walk<'e, 'a> {
@@ -35,6 +39,11 @@ struct Walk<'e, 'a> {
     /// Keys that hold certainly, without any further condition.
     seeds: Vec<u32>,
     queue: VecDeque<u32>,
+    /// Per key: reached through the nested-group index, so everything it is nested in is
+    /// reached already.
+    closed: Vec<bool>,
+    reader: Box<dyn SnapshotReader + 'e>,
+    nested: NestedIndex,
 }
 
 impl Walk<'_, '_> {
@@ -53,25 +62,83 @@ impl Walk<'_, '_> {
         self.ids[node as usize].insert(id.clone(), k);
         self.keys.push((node, id, dist));
         self.edges.push(Vec::new());
+        self.closed.push(false);
         self.queue.push_back(k);
         Ok(k)
     }
 
     fn reverse(
-        &self,
+        &mut self,
         subject: SubjectFilter,
         resource_node: NodeId,
     ) -> Result<Vec<Relationship>, EngineError> {
         let n = self.ev.index().get(resource_node);
-        let mut out = Vec::new();
-        for r in self
-            .ev
-            .snapshot
-            .reverse_query(&subject, Some(&n.type_name), Some(&n.name))?
-        {
-            out.push(r?);
+        Ok(self.reader.reverse(&subject, &n.type_name, &n.name)?)
+    }
+
+    /// The index state of `node` when it is an indexed nesting relation.
+    fn nested_state(&mut self, node: NodeId) -> Result<Option<Rc<IndexState>>, EngineError> {
+        self.nested.state(self.ev, &mut *self.reader, node)
+    }
+
+    /// Key `k` of an indexed nesting relation holds: so does every object it is nested in.
+    fn close(&mut self, k: u32) -> Result<(), EngineError> {
+        if std::mem::replace(&mut self.closed[k as usize], true) {
+            return Ok(());
         }
-        Ok(out)
+        let (node, id, dist) = self.keys[k as usize].clone();
+        for a in leopard::nested_in(self.ev, &mut *self.reader, node, &id)? {
+            let to = self.reach(node, a, dist + 1)?;
+            self.closed[to as usize] = true;
+            self.edges[k as usize].push((to, Purity::Exact));
+        }
+        Ok(())
+    }
+
+    /// The irregular nestings of indexed relations whose member side is reached: their
+    /// container side is reached too (through the caveat, if any). True when a key was added.
+    fn irregular_nestings(&mut self, relevant: &[bool]) -> Result<bool, EngineError> {
+        let mut added = false;
+        let nodes: Vec<NodeId> = (0..self.ids.len() as NodeId)
+            .filter(|&n| relevant[n as usize] && !self.ids[n as usize].is_empty())
+            .collect();
+        for node in nodes {
+            let Some(state) = self.nested_state(node)? else {
+                continue;
+            };
+            let n = self.ev.index().get(node);
+            let own = SubjectFilter {
+                subject_type: n.type_name.clone(),
+                subject_id: None,
+                relation: SubjectRelationFilter::Relation(n.name.clone()),
+            };
+            for (x, _) in &state.irregular {
+                for rel in self
+                    .ev
+                    .read_via(&mut *self.reader, node, x, Some(own.clone()))?
+                {
+                    if leopard::is_fast_edge(self.ev, node, &rel) {
+                        continue;
+                    }
+                    let Some(&from) = self.ids[node as usize].get(&rel.subject.object.object_id)
+                    else {
+                        continue;
+                    };
+                    let dist = self.keys[from as usize].2;
+                    let before = self.keys.len();
+                    let to = self.reach(node, x.clone(), dist + 1)?;
+                    added |= self.keys.len() > before;
+                    let purity = match rel.caveat {
+                        None => Purity::Exact,
+                        Some(_) => Purity::Impure,
+                    };
+                    if !self.edges[from as usize].contains(&(to, purity)) {
+                        self.edges[from as usize].push((to, purity));
+                    }
+                }
+            }
+        }
+        Ok(added)
     }
 
     /// Whether `rw`, evaluated on object `id`, may be other than `No` for the subject: only
@@ -113,6 +180,9 @@ pub(crate) fn lookup(
         edges: Vec::new(),
         seeds: Vec::new(),
         queue: VecDeque::new(),
+        closed: Vec::new(),
+        reader: ev.snapshot.reader(),
+        nested: NestedIndex::default(),
     };
 
     // Phase one, seeds: the userset itself, and relationships naming the subject or its
@@ -167,11 +237,24 @@ pub(crate) fn lookup(
     }
 
     // Phase one: discover every reachable key and the edges between them.
-    while let Some(k) = walk.queue.pop_front() {
+    loop {
+        let Some(k) = walk.queue.pop_front() else {
+            // Irregular nestings may reach more keys; then walk on from them.
+            if walk.irregular_nestings(&relevant)? {
+                continue;
+            }
+            break;
+        };
         let (node, id, dist) = walk.keys[k as usize].clone();
         let from = index.get(node);
+        let indexed = walk.nested_state(node)?.is_some();
+        if indexed {
+            walk.close(k)?;
+        }
         for edge in &from.reverse {
             match *edge {
+                // The index has followed the nestings of an indexed relation.
+                ReverseEdge::Userset { target } if indexed && target == node => {}
                 ReverseEdge::Computed { target: t, purity } => {
                     if relevant[t as usize] {
                         let to = walk.reach(t, id.clone(), dist + 1)?;

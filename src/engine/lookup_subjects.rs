@@ -15,11 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
-use super::analysis::{NodeId, NodeKind, Rw, SchemaIndex};
+use super::analysis::{NodeId, NodeKind, RelationInfo, Rw, SchemaIndex};
 use super::check::{group_by_subject_object, group_end};
+use super::leopard::{self, NestedIndex};
 use super::outcome::{intersect, union};
 use super::{CheckOutcome, EngineError, Evaluator, LookupSubject};
-use crate::model::{Context, WILDCARD_ID};
+use crate::model::{Context, Relationship, SubjectFilter, SubjectRelationFilter, WILDCARD_ID};
 use crate::store::SnapshotReader;
 
 /// A function from subject id to outcome: `default` for every id not in `members`.
@@ -211,6 +212,16 @@ fn scale(set: &SubjectSet, v: &CheckOutcome) -> SubjectSet {
     }
 }
 
+/// What one relationship grants a LookupSubjects key (see `Run::grant`).
+struct Grant {
+    /// Its subject is one of those asked for.
+    direct: bool,
+    /// The node of its userset, to follow.
+    follow: Option<NodeId>,
+    /// Its caveat's value (never `No`).
+    caveat: CheckOutcome,
+}
+
 struct Run<'e, 'a> {
     ev: &'e Evaluator<'a>,
     index: &'e SchemaIndex,
@@ -225,6 +236,8 @@ struct Run<'e, 'a> {
     low: usize,
     /// This lookup's reads, sharing store resources between them.
     reader: Box<dyn SnapshotReader + 'e>,
+    /// The nested-group index's state per nesting relation, read once per lookup.
+    nested: NestedIndex,
 }
 
 pub(crate) fn lookup(
@@ -258,6 +271,7 @@ pub(crate) fn lookup(
         scc_active: vec![0; index.scc_count],
         low: usize::MAX,
         reader: ev.snapshot.reader(),
+        nested: NestedIndex::default(),
     };
     let set = run.key(node, object_id, 1)?;
     Ok(Rc::unwrap_or_clone(set).into_results())
@@ -312,6 +326,7 @@ impl Run<'_, '_> {
     fn eval_node(&mut self, node: NodeId, id: &str, depth: u32) -> Result<SubjectSet, EngineError> {
         let index = self.index;
         match &index.get(node).kind {
+            NodeKind::Relation(_) if self.indexed(node)? => self.eval_nested(node, id, depth),
             NodeKind::Relation(_) => self.eval_relation(node, id, depth),
             NodeKind::Permission(rw) => self.eval_rewrite(rw, id, depth),
         }
@@ -327,6 +342,85 @@ impl Run<'_, '_> {
         let NodeKind::Relation(info) = &index.get(node).kind else {
             return Ok(SubjectSet::empty());
         };
+        let mut acc = SubjectSet::empty();
+        for rel in self.ev.read_via(&mut *self.reader, node, id, None)? {
+            let Some(grant) = self.grant(node, info, &rel, false)? else {
+                continue;
+            };
+            self.add_grant(&mut acc, grant, &rel, depth)?;
+        }
+        Ok(acc)
+    }
+
+    /// Whether `node` is a nesting relation with a complete index in this snapshot. Kept out
+    /// of line (as is `eval_nested`) so the recursion's frames stay small.
+    #[inline(never)]
+    fn indexed(&mut self, node: NodeId) -> Result<bool, EngineError> {
+        Ok(self.index.get(node).nests
+            && self
+                .nested
+                .state(self.ev, &mut *self.reader, node)?
+                .is_some())
+    }
+
+    /// A nesting relation with its index (`leopard.rs`): the union of what `id` and every
+    /// object nested in it hold directly; the nestings themselves are not followed (the
+    /// index has them), except those of irregular objects, which are read and walked whole.
+    #[inline(never)]
+    fn eval_nested(
+        &mut self,
+        node: NodeId,
+        id: &str,
+        depth: u32,
+    ) -> Result<SubjectSet, EngineError> {
+        let index = self.index;
+        let NodeKind::Relation(info) = &index.get(node).kind else {
+            return Ok(SubjectSet::empty());
+        };
+        let Some(state) = self.nested.state(self.ev, &mut *self.reader, node)? else {
+            return self.eval_relation(node, id, depth);
+        };
+        let mut objects = vec![id.to_string()];
+        objects.extend(leopard::nested(self.ev, &mut *self.reader, node, id)?);
+        // Only the subjects asked for are read from regular objects (a wildcard of the
+        // type included); everything else there is a fast nesting.
+        let wanted = SubjectFilter {
+            subject_type: self.subject_type.to_string(),
+            subject_id: None,
+            relation: match self.subject_relation {
+                Some(r) => SubjectRelationFilter::Relation(r.to_string()),
+                None => SubjectRelationFilter::Ellipsis,
+            },
+        };
+        let mut acc = SubjectSet::empty();
+        for b in &objects {
+            let irregular = state
+                .irregular
+                .binary_search_by(|(x, _)| x.as_str().cmp(b))
+                .is_ok();
+            let filter = (!irregular).then(|| wanted.clone());
+            for rel in self.ev.read_via(&mut *self.reader, node, b, filter)? {
+                let Some(grant) = self.grant(node, info, &rel, true)? else {
+                    continue;
+                };
+                self.add_grant(&mut acc, grant, &rel, depth)?;
+            }
+        }
+        Ok(acc)
+    }
+
+    /// What relationship `rel` of relation `node` grants: its subject, when it is one of the
+    /// subjects asked for, and the subjects of its userset, when the relation allows
+    /// following it (fast nestings are not followed when `indexed`: the index has them).
+    /// `None` when nothing.
+    fn grant(
+        &self,
+        node: NodeId,
+        info: &RelationInfo,
+        rel: &Relationship,
+        indexed: bool,
+    ) -> Result<Option<Grant>, EngineError> {
+        let index = self.index;
         // Which stored subjects count, mirroring the relationships check reads.
         let exact_allowed = match self.subject_node {
             None => info.direct.contains(&self.subject_def),
@@ -334,50 +428,63 @@ impl Run<'_, '_> {
         };
         let wildcard_allowed =
             self.subject_relation.is_none() && info.wildcard.contains(&self.subject_def);
-
-        let mut acc = SubjectSet::empty();
-        for rel in self.ev.read_via(&mut *self.reader, node, id, None)? {
-            let s = &rel.subject;
-            let matches_type = s.object.object_type == self.subject_type
-                && s.relation.as_deref() == self.subject_relation;
-            let follow = match &s.relation {
-                Some(_) if !s.is_wildcard() => self
-                    .ev
-                    .def_of(&s.object.object_type)
-                    .and_then(|d| {
-                        info.usersets.iter().find(|(sd, n)| {
-                            *sd == d && s.relation.as_deref() == Some(index.get(*n).name.as_str())
-                        })
+        let s = &rel.subject;
+        let matches_type = s.object.object_type == self.subject_type
+            && s.relation.as_deref() == self.subject_relation;
+        let follow = match &s.relation {
+            Some(_) if !s.is_wildcard() => self
+                .ev
+                .def_of(&s.object.object_type)
+                .and_then(|d| {
+                    info.usersets.iter().find(|(sd, n)| {
+                        *sd == d && s.relation.as_deref() == Some(index.get(*n).name.as_str())
                     })
-                    .map(|(_, n)| *n),
-                _ => None,
+                })
+                .map(|(_, n)| *n)
+                .filter(|_| !(indexed && leopard::is_fast_edge(self.ev, node, rel))),
+            _ => None,
+        };
+        let direct = matches_type
+            && if s.is_wildcard() {
+                wildcard_allowed
+            } else {
+                exact_allowed
             };
-            let direct = matches_type
-                && if s.is_wildcard() {
-                    wildcard_allowed
-                } else {
-                    exact_allowed
-                };
-            if !direct && follow.is_none() {
-                continue;
-            }
-            let cv = self.ev.caveat_value(&rel, self.context)?;
-            if cv == CheckOutcome::No {
-                continue;
-            }
-            if direct {
-                if s.is_wildcard() {
-                    acc = acc.combine(&SubjectSet::constant(cv.clone()), union);
-                } else {
-                    acc.add(&s.object.object_id, cv.clone());
-                }
-            }
-            if let Some(n) = follow {
-                let sub = self.key(n, &s.object.object_id, depth + 1)?;
-                acc = acc.combine(&scale(&sub, &cv), union);
+        if !direct && follow.is_none() {
+            return Ok(None);
+        }
+        let caveat = self.ev.caveat_value(rel, self.context)?;
+        if caveat == CheckOutcome::No {
+            return Ok(None);
+        }
+        Ok(Some(Grant {
+            direct,
+            follow,
+            caveat,
+        }))
+    }
+
+    /// Adds `grant` (of relationship `rel`) to `acc`.
+    fn add_grant(
+        &mut self,
+        acc: &mut SubjectSet,
+        grant: Grant,
+        rel: &Relationship,
+        depth: u32,
+    ) -> Result<(), EngineError> {
+        let s = &rel.subject;
+        if grant.direct {
+            if s.is_wildcard() {
+                *acc = acc.combine(&SubjectSet::constant(grant.caveat.clone()), union);
+            } else {
+                acc.add(&s.object.object_id, grant.caveat.clone());
             }
         }
-        Ok(acc)
+        if let Some(n) = grant.follow {
+            let sub = self.key(n, &s.object.object_id, depth + 1)?;
+            *acc = acc.combine(&scale(&sub, &grant.caveat), union);
+        }
+        Ok(())
     }
 
     fn eval_rewrite(&mut self, rw: &Rw, id: &str, depth: u32) -> Result<SubjectSet, EngineError> {

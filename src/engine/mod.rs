@@ -34,6 +34,7 @@ mod analysis;
 mod cache;
 mod check;
 mod expand;
+mod leopard;
 mod lookup_resources;
 mod lookup_subjects;
 mod outcome;
@@ -132,10 +133,24 @@ pub enum EngineError {
     DepthExceeded { limit: u32, at: String },
     #[error("caveat `{0}` is referenced by a relationship but not defined in the schema")]
     UnknownCaveat(String),
+    // The two large errors are boxed: every evaluation step returns a `Result` with this
+    // error, and the recursion's stack frames (and the bytes moved per return) grow with it.
     #[error(transparent)]
-    Caveat(#[from] CaveatError),
+    Caveat(Box<CaveatError>),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
+}
+
+impl From<CaveatError> for EngineError {
+    fn from(e: CaveatError) -> Self {
+        EngineError::Caveat(Box::new(e))
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Store(Box::new(e))
+    }
 }
 
 /// Evaluates requests against one schema and one snapshot.

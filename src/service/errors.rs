@@ -330,18 +330,20 @@ impl From<EngineError> for ServiceError {
                     .with_reason(ErrorReason::MaximumDepthExceeded)
                     .with_metadata("maximum_depth_allowed", limit)
             }
-            EngineError::Caveat(CaveatError::BadParameter {
-                caveat, parameter, ..
-            }) => ServiceError::new(ErrorKind::InvalidArgument, message)
-                .with_reason(ErrorReason::CaveatParameterTypeError)
-                .with_metadata("caveat_name", caveat)
-                .with_metadata("parameter_name", parameter),
-            EngineError::Caveat(CaveatError::Evaluation { caveat, .. }) => {
-                ServiceError::new(ErrorKind::InvalidArgument, message)
-                    .with_reason(ErrorReason::CaveatEvaluationError)
+            EngineError::Caveat(c) => match *c {
+                CaveatError::BadParameter {
+                    caveat, parameter, ..
+                } => ServiceError::new(ErrorKind::InvalidArgument, message)
+                    .with_reason(ErrorReason::CaveatParameterTypeError)
                     .with_metadata("caveat_name", caveat)
-            }
-            EngineError::Store(s) => ServiceError::from(s),
+                    .with_metadata("parameter_name", parameter),
+                CaveatError::Evaluation { caveat, .. } => {
+                    ServiceError::new(ErrorKind::InvalidArgument, message)
+                        .with_reason(ErrorReason::CaveatEvaluationError)
+                        .with_metadata("caveat_name", caveat)
+                }
+            },
+            EngineError::Store(s) => ServiceError::from(*s),
         }
     }
 }

@@ -733,6 +733,18 @@ impl Tessera {
         Ok(sets)
     }
 
+    /// Builds the nested-group indexes the schema in force covers but the store has not
+    /// completed (after an upgrade from a version without them, or after a change too large to
+    /// index switched one off); evaluation walks those relations until then. Returns the
+    /// revision of the transaction that built them, `None` when there was nothing to build.
+    pub fn rebuild_indexes(&self) -> Result<Option<Revision>, ServiceError> {
+        let built = self.store.rebuild_indexes()?;
+        if let Some(r) = built {
+            self.notify_commit(r);
+        }
+        Ok(built)
+    }
+
     /// The newest committed revision.
     pub fn head_revision(&self) -> Result<Revision, ServiceError> {
         Ok(self.store.head_revision()?)

@@ -23,6 +23,10 @@
 //!   for value, including an otherwise empty transaction's); schema writes and bulk imports
 //!   carry none.
 //!
+//! - The nested-group index (`leopard.rs`) is part of every write: its rows are in the same
+//!   revision (and change set) as the relationships that made them necessary, so every store
+//!   holds the same index at every revision.
+//!
 //! GC-window behaviour needs control of the store's clock, so it is tested per store.
 
 // `StoreError` (the trait's error type, carrying a `RelationshipKey`) is large by design.
@@ -107,6 +111,8 @@ macro_rules! store_conformance_tests {
             special_characters_and_long_ids_round_trip
             wildcard_subjects_are_stored_and_queried
             reader_agrees_with_query_across_interleaved_reads
+            nested_group_index_follows_every_kind_of_write
+            nested_group_index_is_built_and_dropped_with_the_schema
         );
     };
     (@cases ($factory:expr) $($case:ident)*) => {
@@ -2167,4 +2173,194 @@ fn subject_only(t: &str, id: &str) -> RelationshipFilter {
         subject: Some(subject(t, Some(id), SubjectRelationFilter::Any)),
         ..RelationshipFilter::default()
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The nested-group index, maintained by the shared transaction layer for every store.
+
+const NESTED_SCHEMA: &str = "caveat ok(a int) {\n    a > 0\n}\n\ndefinition user {}\n\ndefinition group {\n    relation member: user | group#member | group#member with ok\n}\n";
+
+/// The index rows visible in `snapshot`: closure pairs `a>b` (`b` nested in `a`), irregular
+/// objects `!x`, and `built`.
+fn index_rows(snapshot: &dyn Snapshot) -> Vec<String> {
+    let mut out: Vec<String> = collect(snapshot.query(&everything(), None))
+        .into_iter()
+        .filter_map(|r| {
+            let t = r.resource.object_type.as_str();
+            if t == super::leopard::closure_type("group") {
+                Some(format!(
+                    "{}>{}",
+                    r.resource.object_id, r.subject.object.object_id
+                ))
+            } else if t == super::leopard::state_type("group") {
+                Some(match r.relation.as_str() {
+                    super::leopard::BUILT => "built".to_string(),
+                    _ => format!("!{}", r.subject.object.object_id),
+                })
+            } else {
+                None
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Writes, touches that change caveats, deletes, deletes by filter and bulk imports each
+/// commit the index changes they make necessary, in their own revision; older revisions keep
+/// their index.
+pub fn nested_group_index_follows_every_kind_of_write(factory: &dyn StoreFactory) {
+    let store = factory.new_store();
+    let schema = ok(
+        store.write_schema(NESTED_SCHEMA, &mut |_| Ok(()), None),
+        "schema",
+    );
+    assert_eq!(index_rows(&*snap(&*store, schema)), ["built"]);
+    let chain = write(
+        &*store,
+        &[
+            (WriteOp::Touch, "group:g1#member@group:g2#member"),
+            (WriteOp::Create, "group:g2#member@group:g3#member"),
+            (WriteOp::Touch, "group:g3#member@user:alice"),
+        ],
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, chain)),
+        ["built", "g1>g2", "g1>g3", "g2>g3"]
+    );
+    // The change set carries the index rows (the service hides the reserved namespace).
+    let set = &changes(&*store, schema)[0];
+    assert_eq!(set.changes.len(), 6, "{:?}", change_texts(set));
+
+    // A caveated nesting is not in the closure; its container is irregular.
+    let caveated = write(
+        &*store,
+        &[(WriteOp::Touch, "group:g2#member@group:g3#member[ok]")],
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, caveated)),
+        ["!g2", "built", "g1>g2"]
+    );
+    let uncaveated = write(
+        &*store,
+        &[(WriteOp::Touch, "group:g2#member@group:g3#member")],
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, uncaveated)),
+        ["built", "g1>g2", "g1>g3", "g2>g3"]
+    );
+    // A cycle: everything in it is nested in everything else in it.
+    let cycle = write(
+        &*store,
+        &[(WriteOp::Create, "group:g3#member@group:g1#member")],
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, cycle)),
+        [
+            "built", "g1>g2", "g1>g3", "g2>g1", "g2>g3", "g3>g1", "g3>g2"
+        ]
+    );
+    let deleted = write(
+        &*store,
+        &[(WriteOp::Delete, "group:g2#member@group:g3#member")],
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, deleted)),
+        ["built", "g1>g2", "g3>g1", "g3>g2"]
+    );
+    let by_filter = ok(
+        store.delete_by_filter(DeleteByFilter {
+            filter: RelationshipFilter {
+                resource_type: Some("group".into()),
+                resource_id: Some("g3".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        "delete by filter",
+    );
+    assert_eq!(by_filter.deleted, 2);
+    assert_eq!(
+        index_rows(&*snap(&*store, by_filter.revision)),
+        ["built", "g1>g2"]
+    );
+    let imported = ok(
+        store.bulk_import(
+            vec![
+                rel("group:g2#member@group:g4#member"),
+                rel("group:g4#member@group:g5#member"),
+            ],
+            None,
+        ),
+        "bulk import",
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, imported)),
+        [
+            "built", "g1>g2", "g1>g4", "g1>g5", "g2>g4", "g2>g5", "g4>g5"
+        ]
+    );
+    // Every revision keeps the index of its own state.
+    assert_eq!(
+        index_rows(&*snap(&*store, caveated)),
+        ["!g2", "built", "g1>g2"]
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, Revision(schema.0 - 1))),
+        Vec::<String>::new()
+    );
+}
+
+/// A schema that starts covering a relation builds its index from the stored relationships
+/// (reconciling rows an earlier index left); one that stops covering it deletes the index.
+/// `rebuild_indexes` has nothing to do while the index is complete.
+pub fn nested_group_index_is_built_and_dropped_with_the_schema(factory: &dyn StoreFactory) {
+    let store = factory.new_store();
+    create(
+        &*store,
+        &[
+            "group:a#member@group:b#member",
+            "group:b#member@group:c#member",
+            "group:c#member@user:x",
+        ],
+    );
+    // No schema: no index.
+    assert_eq!(
+        index_rows(&*snap(&*store, head(&*store))),
+        Vec::<String>::new()
+    );
+    assert_eq!(ok(store.rebuild_indexes(), "rebuild"), None);
+    let built = ok(
+        store.write_schema(NESTED_SCHEMA, &mut |_| Ok(()), None),
+        "schema",
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, built)),
+        ["a>b", "a>c", "b>c", "built"]
+    );
+    assert_eq!(ok(store.rebuild_indexes(), "rebuild"), None);
+    // The same schema again changes nothing in the index.
+    let again = ok(
+        store.write_schema(NESTED_SCHEMA, &mut |_| Ok(()), None),
+        "schema",
+    );
+    assert_eq!(changes(&*store, built)[0].changes.len(), 0);
+    let dropped = ok(
+        store.write_schema(
+            "definition user {}\ndefinition group {\n    relation member: user\n}",
+            &mut |_| Ok(()),
+            None,
+        ),
+        "schema",
+    );
+    assert_eq!(index_rows(&*snap(&*store, dropped)), Vec::<String>::new());
+    assert_eq!(index_rows(&*snap(&*store, again)).len(), 4);
+    let rebuilt = ok(
+        store.write_schema(NESTED_SCHEMA, &mut |_| Ok(()), None),
+        "schema",
+    );
+    assert_eq!(
+        index_rows(&*snap(&*store, rebuilt)),
+        ["a>b", "a>c", "b>c", "built"]
+    );
 }

@@ -816,6 +816,10 @@ impl Store for MemoryStore {
         txn::import(self, request)
     }
 
+    fn rebuild_indexes(&self) -> Result<Option<Revision>, StoreError> {
+        txn::rebuild_indexes(self)
+    }
+
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
         let data = self.shared.data.read();
         if after.0 > data.head {

@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod conformance;
+pub mod leopard;
 pub mod memory;
 pub mod postgres;
 pub mod rocks;
@@ -218,6 +219,16 @@ pub trait Snapshot: Send + Sync {
 pub trait SnapshotReader {
     /// Live relationships matching `filter`, in [`Snapshot::query`] order.
     fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError>;
+
+    /// Live relationships whose subject matches `subject` on `resource_type#relation`: what
+    /// [`Snapshot::reverse_query`] gives, in resource id order when `subject` names one
+    /// subject and one subject relation.
+    fn reverse(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+    ) -> Result<Vec<Relationship>, StoreError>;
 }
 
 /// The default reader: one [`Snapshot::query`] per read.
@@ -226,6 +237,17 @@ struct QueryReader<'a, S: ?Sized>(&'a S);
 impl<S: Snapshot + ?Sized> SnapshotReader for QueryReader<'_, S> {
     fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {
         self.0.query(filter, None)?.collect()
+    }
+
+    fn reverse(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        self.0
+            .reverse_query(subject, Some(resource_type), Some(relation))?
+            .collect()
     }
 }
 
@@ -290,6 +312,14 @@ pub trait Store: Send + Sync {
     /// commits made through this process are signalled, by the service).
     fn commit_signal(&self) -> Option<tokio::sync::watch::Receiver<Revision>> {
         None
+    }
+
+    /// Builds every nested-group index (`leopard.rs`) the schema in force covers but that is
+    /// not complete — after an upgrade from a version without the index, or after a change too
+    /// large to index switched one off — in one transaction changing only index rows. Returns
+    /// its revision, or `None` when there was nothing to build.
+    fn rebuild_indexes(&self) -> Result<Option<Revision>, StoreError> {
+        Ok(None)
     }
 
     /// Whether the datastore was reachable at its last probe (no I/O: a cached answer). An

@@ -17,7 +17,9 @@
 //!   absent (or expired) relationship records nothing, a DELETE records what was stored;
 //! - delete by filter honours its limit (all-or-nothing, or partial when allowed);
 //! - a schema write runs the caller's check against the latest state under the lock;
-//! - a bulk import has CREATE semantics for every relationship.
+//! - a bulk import has CREATE semantics for every relationship;
+//! - every write carries, at the same revision, the changes of the nested-group index its
+//!   changes make necessary (`leopard.rs`), so the index is as transactional as the data.
 //!
 //! Architecture invariant: stores implement primitives; transaction semantics live only here.
 
@@ -28,6 +30,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::clock::Clock;
+use super::leopard;
 use super::{
     BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind,
     RelationshipUpdate, SchemaCheck, Snapshot, StoreError, TransactionMetadata, WriteOp,
@@ -220,6 +223,8 @@ pub fn write(backend: &impl TxnBackend, txn: WriteTransaction) -> Result<Revisio
             }
         }
     }
+    let derived = leopard::derive(&mut session, now, &changes, None)?;
+    changes.extend(derived);
     let revision = session.head().next();
     session.commit(
         ChangeSet {
@@ -268,13 +273,15 @@ pub fn delete_by_filter(
         (victims, partial)
     };
     let deleted = victims.len() as u64;
-    let changes = victims
+    let mut changes: Vec<RelationshipUpdate> = victims
         .into_iter()
         .map(|relationship| RelationshipUpdate {
             op: WriteOp::Delete,
             relationship,
         })
         .collect();
+    let derived = leopard::derive(&mut session, now, &changes, None)?;
+    changes.extend(derived);
     let revision = session.head().next();
     let revision = session.commit(
         ChangeSet {
@@ -307,13 +314,14 @@ pub fn write_schema(
         let latest = session.latest(now)?;
         check(&*latest)?;
     }
+    let changes = leopard::derive(&mut session, now, &[], Some(text))?;
     let revision = session.head().next();
     session.commit(
         ChangeSet {
             revision,
             committed_at: now,
             caller,
-            changes: Vec::new(),
+            changes,
             schema_changed: true,
             metadata: TransactionMetadata::new(),
         },
@@ -334,7 +342,7 @@ pub fn import(backend: &impl TxnBackend, import: BulkImport) -> Result<Revision,
             return Err(StoreError::AlreadyExists(import.relationships[i].key()));
         }
     }
-    let changes = import
+    let mut changes: Vec<RelationshipUpdate> = import
         .relationships
         .into_iter()
         .map(|relationship| RelationshipUpdate {
@@ -342,6 +350,8 @@ pub fn import(backend: &impl TxnBackend, import: BulkImport) -> Result<Revision,
             relationship,
         })
         .collect();
+    let derived = leopard::derive(&mut session, now, &changes, None)?;
+    changes.extend(derived);
     let revision = session.head().next();
     session.commit(
         ChangeSet {
@@ -354,6 +364,32 @@ pub fn import(backend: &impl TxnBackend, import: BulkImport) -> Result<Revision,
         },
         None,
     )
+}
+
+/// [`Store::rebuild_indexes`](super::Store::rebuild_indexes) on `backend`: builds every
+/// index the schema in force covers that is not complete, in one transaction changing only
+/// index rows; `None` when there was nothing to build (no transaction).
+pub fn rebuild_indexes(backend: &impl TxnBackend) -> Result<Option<Revision>, StoreError> {
+    let mut session = backend.begin_write()?;
+    let now = commit_time(backend.clock(), &session);
+    let changes = leopard::rebuild(&mut session, now)?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let revision = session.head().next();
+    session
+        .commit(
+            ChangeSet {
+                revision,
+                committed_at: now,
+                caller: None,
+                changes,
+                schema_changed: false,
+                metadata: TransactionMetadata::new(),
+            },
+            None,
+        )
+        .map(Some)
 }
 
 /// Describes a filter for error messages, e.g. `resource_type=document, relation=viewer`.

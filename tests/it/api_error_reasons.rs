@@ -19,10 +19,11 @@ caveat ratio(n int) { 10 / n > 1 }
 caveat weekday(day int) { day < 6 }
 definition user {}
 definition group {
-    relation member: user | group#member
+    relation member: user | group#everyone
+    permission everyone = member
 }
 definition document {
-    relation viewer: user | user with ratio | user with weekday | group#member
+    relation viewer: user | user with ratio | user with weekday | group#everyone
     relation owner: user
     permission view = viewer + owner
 }
@@ -116,11 +117,13 @@ async fn every_reason_reaches_grpc_clients_as_error_info() {
     for chunk in [
         "document:a#viewer@user:alice",
         "document:b#viewer@user:alice",
-        "group:g1#member@group:g2#member",
-        "group:g2#member@group:g3#member",
-        "group:g3#member@group:g4#member",
+        // Nesting through a permission (not a relation allowing its own userset, which the
+        // nested-group index would answer without recursion) still walks, level by level.
+        "group:g1#member@group:g2#everyone",
+        "group:g2#member@group:g3#everyone",
+        "group:g3#member@group:g4#everyone",
         "group:g4#member@user:deep",
-        "document:deep#viewer@group:g1#member",
+        "document:deep#viewer@group:g1#everyone",
         "document:c#viewer@user:carol[ratio]",
         "document:d#viewer@user:dave[weekday]",
     ]

@@ -192,7 +192,7 @@ fn load_run_noop_depth_sweep_and_plot() {
         "bench",
         "depth",
         "--duration",
-        "150ms",
+        "400ms",
         "--warmup",
         "0s",
         "--verify",

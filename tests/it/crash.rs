@@ -8,12 +8,14 @@
 //! - revisions are dense and every acknowledged transaction is present at its revision, in full;
 //! - the transaction in flight at the kill is either fully applied or not at all;
 //! - the whole state at the head, and at a sampled older revision, equals a model built by
-//!   replaying the log, and each revision's change set is exactly its transaction's effect.
+//!   replaying the log, and each revision's change set is exactly its transaction's effect;
+//! - the nested-group index (the writes nest groups, some through caveats) is never torn: at
+//!   the head and at the sampled revision it is exactly the index of the model's state.
 //!
 //! `TESSERA_CRASH_CYCLES` sets the number of kill cycles (default 20 for RocksDB, 8 for
 //! PostgreSQL; hundreds for soak runs), `TESSERA_CRASH_SEED` replays a run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 use tessera::model::{
     Relationship, RelationshipFilter, RelationshipKey, Revision, parse_relationship,
 };
+use tessera::store::leopard;
 use tessera::store::postgres::PostgresStore;
 use tessera::store::rocks::{RocksOptions, RocksStore};
 use tessera::store::{RelationshipUpdate, Store, StoreError, WriteOp, WriteTransaction};
@@ -151,12 +154,16 @@ fn crash_child_writer() {
         } else {
             let mut used = std::collections::HashSet::new();
             for _ in 0..(1 + rng.below(6)) {
-                let text = format!(
-                    "doc:d{}#{}@user:u{}",
-                    rng.below(30),
-                    ["viewer", "editor"][rng.below(2) as usize],
-                    rng.below(4)
-                );
+                let text = match rng.below(3) {
+                    // Groups nesting groups (the nested-group index follows them).
+                    0 => format!("grp:g{}#member@grp:g{}#member", rng.below(8), rng.below(8)),
+                    _ => format!(
+                        "doc:d{}#{}@user:u{}",
+                        rng.below(30),
+                        ["viewer", "editor"][rng.below(2) as usize],
+                        rng.below(4)
+                    ),
+                };
                 if !used.insert(text.clone()) {
                     continue;
                 }
@@ -305,17 +312,71 @@ impl Model {
     }
 }
 
-fn full_state(store: &dyn Store, rev: Revision) -> State {
-    store
+/// The relationships at `rev`, and the nested-group index rows there (as text).
+fn full_state(store: &dyn Store, rev: Revision) -> (State, BTreeSet<String>) {
+    let mut data = State::new();
+    let mut index = BTreeSet::new();
+    for r in store
         .snapshot(rev)
         .expect("snapshot")
         .query(&RelationshipFilter::default(), None)
         .expect("query")
-        .map(|r| {
-            let r = r.expect("row");
-            (r.key(), r)
-        })
-        .collect()
+    {
+        let r = r.expect("row");
+        if r.resource.object_type.starts_with("tessera/") {
+            index.insert(r.key().to_string());
+        } else {
+            data.insert(r.key(), r);
+        }
+    }
+    (data, index)
+}
+
+const NESTING_SCHEMA: &str = "caveat cav(n int) {\n    n > 0\n}\n\ndefinition user {}\n\ndefinition grp {\n    relation member: user | grp#member | grp#member with cav\n}\n";
+
+/// The nested-group index of `grp#member` computed from scratch over `state`.
+fn expected_index(state: &State) -> BTreeSet<String> {
+    let userset = |r: &Relationship| {
+        r.resource.object_type == "grp"
+            && r.relation == "member"
+            && r.subject.object.object_type == "grp"
+            && r.subject.relation.as_deref() == Some("member")
+    };
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    let st = leopard::state_type("grp");
+    out.insert(format!("{st}:member#{}@{st}:member", leopard::BUILT));
+    for r in state.values().filter(|r| userset(r)) {
+        if r.caveat.is_none() && r.expiration.is_none() {
+            edges
+                .entry(&r.resource.object_id)
+                .or_default()
+                .push(&r.subject.object.object_id);
+        } else {
+            out.insert(format!(
+                "{st}:member#{}@grp:{}#member",
+                leopard::IRREGULAR,
+                r.resource.object_id
+            ));
+        }
+    }
+    for a in edges.keys() {
+        let mut seen: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+        let mut stack = edges[a].clone();
+        while let Some(z) = stack.pop() {
+            if z == *a || !seen.insert(z) {
+                continue;
+            }
+            stack.extend(edges.get(z).into_iter().flatten());
+        }
+        for b in seen {
+            out.insert(format!(
+                "{}:{a}#member@grp:{b}#member",
+                leopard::closure_type("grp")
+            ));
+        }
+    }
+    out
 }
 
 fn assert_states_equal(got: &State, want: &State, what: &str) {
@@ -438,6 +499,16 @@ fn crash_cycles(engine: Engine, default_cycles: usize) {
         effects: BTreeMap::new(),
         applied: BTreeMap::new(),
     };
+    // The schema that makes the stores keep a nested-group index of `grp#member`.
+    {
+        let opened = engine.open(dir.path());
+        let rev = opened
+            .write_schema(NESTING_SCHEMA, &mut |_| Ok(()), None)
+            .expect("schema");
+        model.head = rev;
+        model.effects.insert(rev, Vec::new());
+        model.applied.insert(rev, Vec::new());
+    }
     let mut offset = 0u64;
     let mut total_acks = 0usize;
     let mut in_flight_applied = 0usize;
@@ -556,6 +627,7 @@ fn crash_cycles(engine: Engine, default_cycles: usize) {
             let mut got: Vec<(WriteOp, RelationshipKey)> = changes[0]
                 .changes
                 .iter()
+                .filter(|c| !c.relationship.resource.object_type.starts_with("tessera/"))
                 .map(|c| (c.op, c.relationship.key()))
                 .collect();
             let mut want = model.effects[&r].clone();
@@ -583,18 +655,26 @@ fn crash_cycles(engine: Engine, default_cycles: usize) {
             }
             r = r.next();
         }
-        assert_states_equal(
-            &full_state(store, head),
-            &model.state,
-            &format!("cycle {cycle}, head {head}"),
+        let (data, index) = full_state(store, head);
+        assert_states_equal(&data, &model.state, &format!("cycle {cycle}, head {head}"));
+        assert_eq!(
+            index,
+            expected_index(&model.state),
+            "cycle {cycle}: the nested-group index at head {head}"
         );
         if !model.history.is_empty() {
             let kept: Vec<Revision> = model.history.keys().copied().collect();
             let sample = kept[rng.below(kept.len() as u64) as usize];
+            let (data, index) = full_state(store, sample);
             assert_states_equal(
-                &full_state(store, sample),
+                &data,
                 &model.history[&sample],
                 &format!("cycle {cycle}, revision {sample}"),
+            );
+            assert_eq!(
+                index,
+                expected_index(&model.history[&sample]),
+                "cycle {cycle}: the nested-group index at revision {sample}"
             );
         }
         // Keep the model's memory bounded: old states are only needed for sampling.

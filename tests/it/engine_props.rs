@@ -5,7 +5,10 @@
 //! Schemas have 2–4 definitions whose relations allow plain, userset and wildcard subjects
 //! (optionally caveated), and permissions built from union, intersection, exclusion,
 //! arrows (any/all) and nil. Data uses three ids per type so relationships overlap and form
-//! cycles. `PROPTEST_CASES` raises the number of cases (256 by default).
+//! cycles. Every world is evaluated twice: over a store holding only the relationships, and
+//! over one holding the schema too, whose writes maintain the nested-group index for the
+//! relations that allow their own userset (`leopard_props.rs` tests that index on deeper
+//! data). `PROPTEST_CASES` raises the number of cases (256 by default).
 
 use crate::reference;
 
@@ -161,9 +164,9 @@ fn build_world(bytes: &[u8]) -> World {
     let with_caveats = c.pick(2) == 0;
     let shapes: Vec<DefShape> = (0..n_defs)
         .map(|i| DefShape {
-            name: format!("t{i}"),
-            relations: (0..1 + c.pick(3)).map(|j| format!("r{j}")).collect(),
-            permissions: (0..c.pick(3)).map(|j| format!("p{j}")).collect(),
+            name: format!("ty{i}"),
+            relations: (0..1 + c.pick(3)).map(|j| format!("rel{j}")).collect(),
+            permissions: (0..c.pick(3)).map(|j| format!("perm{j}")).collect(),
         })
         .collect();
 
@@ -405,8 +408,81 @@ fn describe(world: &World) -> String {
     out
 }
 
-fn run_world(world: &World) -> Result<(), TestCaseError> {
-    let mut fixture = Fixture::from_parts(Arc::clone(&world.schema), world.relationships.clone());
+/// A fixture whose store also holds the world's schema, so the nested-group index covers
+/// every relation that allows its own userset (the index is built and maintained by the
+/// store's writes). The relationships go in with decoys — each userset relationship also
+/// pointing at another object — in one transaction, and the decoys are deleted in a second,
+/// so the index is maintained through deletes too.
+fn indexed_fixture(world: &World) -> Fixture {
+    use tessera::store::{RelationshipUpdate, Store, WriteOp, WriteTransaction};
+    let store = tessera::store::memory::MemoryStore::new();
+    let text = tessera::schema::format_schema(&world.schema);
+    store
+        .write_schema(&text, &mut |_| Ok(()), None)
+        .expect("write schema");
+    let mut decoys: Vec<Relationship> = Vec::new();
+    for r in &world.relationships {
+        if r.subject.relation.is_none() || r.subject.is_wildcard() {
+            continue;
+        }
+        let mut d = r.clone();
+        let at = IDS
+            .iter()
+            .position(|i| *i == d.subject.object.object_id)
+            .unwrap_or(0);
+        d.subject.object.object_id = IDS[(at + 1) % IDS.len()].to_string();
+        d.caveat = None;
+        let taken = |k: &Relationship| k.key() == d.key();
+        if !world.relationships.iter().any(taken) && !decoys.iter().any(taken) {
+            decoys.push(d);
+        }
+    }
+    let touch = |r: &Relationship| RelationshipUpdate {
+        op: WriteOp::Touch,
+        relationship: r.clone(),
+    };
+    store
+        .write(WriteTransaction {
+            updates: world
+                .relationships
+                .iter()
+                .chain(&decoys)
+                .map(touch)
+                .collect(),
+            ..Default::default()
+        })
+        .expect("write relationships");
+    if !decoys.is_empty() {
+        store
+            .write(WriteTransaction {
+                updates: decoys
+                    .iter()
+                    .map(|r| RelationshipUpdate {
+                        op: WriteOp::Delete,
+                        relationship: r.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .expect("delete decoys");
+    }
+    let head = store.head_revision().expect("head");
+    let snapshot = store.snapshot(head).expect("snapshot");
+    Fixture {
+        schema: Arc::clone(&world.schema),
+        store,
+        snapshot,
+        relationships: world.relationships.clone(),
+        config: EngineConfig::default(),
+    }
+}
+
+fn run_world(world: &World, indexed: bool) -> Result<(), TestCaseError> {
+    let mut fixture = if indexed {
+        indexed_fixture(world)
+    } else {
+        Fixture::from_parts(Arc::clone(&world.schema), world.relationships.clone())
+    };
     // Deep enough that no random world reaches it: every path visits distinct keys.
     fixture.config = EngineConfig { max_depth: 1000 };
     let index = SchemaIndex::new(&world.schema);
@@ -711,9 +787,13 @@ proptest! {
     #[test]
     fn engine_agrees_with_reference_and_itself(bytes in proptest::collection::vec(any::<u8>(), 32..320)) {
         let world = build_world(&bytes);
-        let result = run_world(&world);
-        if let Err(e) = result {
-            return Err(TestCaseError::fail(format!("{e}\n--- world ---\n{}", describe(&world))));
+        for indexed in [false, true] {
+            if let Err(e) = run_world(&world, indexed) {
+                return Err(TestCaseError::fail(format!(
+                    "{e}\n(nested-group index: {indexed})\n--- world ---\n{}",
+                    describe(&world)
+                )));
+            }
         }
     }
 }

@@ -35,6 +35,7 @@ mod engine_props;
 mod hostile;
 mod http_api;
 mod http_authzen;
+mod leopard_props;
 mod multi_node;
 mod new_enemy;
 mod parser_fuzz;

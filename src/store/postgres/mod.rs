@@ -1131,6 +1131,17 @@ struct PgReader<'a> {
 }
 
 impl SnapshotReader for PgReader<'_> {
+    fn reverse(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        self.snapshot
+            .reverse_query(subject, Some(resource_type), Some(relation))?
+            .collect()
+    }
+
     fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {
         let snapshot = self.snapshot;
         let now = snapshot.now;
@@ -1250,6 +1261,10 @@ impl Store for PostgresStore {
 
     fn import(&self, request: BulkImport) -> Result<Revision, StoreError> {
         txn::import(self, request)
+    }
+
+    fn rebuild_indexes(&self) -> Result<Option<Revision>, StoreError> {
+        txn::rebuild_indexes(self)
     }
 
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {

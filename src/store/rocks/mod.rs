@@ -866,6 +866,10 @@ impl Store for RocksStore {
         txn::import(self, request)
     }
 
+    fn rebuild_indexes(&self) -> Result<Option<Revision>, StoreError> {
+        txn::rebuild_indexes(self)
+    }
+
     fn read_changes(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
         self.inner.read_changes(after, limit)
     }

@@ -270,6 +270,7 @@ impl Snapshot for RocksSnapshot {
             snapshot: self,
             point: None,
             range: None,
+            reverse: None,
         })
     }
 }
@@ -284,6 +285,8 @@ struct RocksReader<'a> {
     snapshot: &'a RocksSnapshot,
     point: Option<DBRawIterator<'a>>,
     range: Option<DBRawIterator<'a>>,
+    /// Over the reverse index, in total order.
+    reverse: Option<DBRawIterator<'a>>,
 }
 
 impl SnapshotReader for RocksReader<'_> {
@@ -321,6 +324,46 @@ impl SnapshotReader for RocksReader<'_> {
             now: snapshot.now,
             decode: keys::decode_forward_identity,
             predicate: Box::new(|r| filter.matches(r)),
+            finished: false,
+            iterator_lifetime: std::marker::PhantomData,
+        };
+        scan.collect()
+    }
+
+    fn reverse(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let snapshot = self.snapshot;
+        let prefix = reverse_prefix(subject, Some(resource_type), Some(relation));
+        let it = match &mut self.reverse {
+            Some(it) => it,
+            None => {
+                let handle = snapshot.inner.cf(CF_REVERSE)?;
+                self.reverse.insert(
+                    snapshot
+                        .inner
+                        .db
+                        .raw_iterator_cf_opt(handle, Inner::scan_options(None)),
+                )
+            }
+        };
+        it.seek(&prefix);
+        snapshot.guard()?;
+        let scan = Scan {
+            it,
+            prefix,
+            single_identity: false,
+            revision: snapshot.revision,
+            now: snapshot.now,
+            decode: keys::decode_reverse_identity,
+            predicate: Box::new(|r| {
+                subject.matches(&r.subject)
+                    && r.resource.object_type == resource_type
+                    && r.relation == relation
+            }),
             finished: false,
             iterator_lifetime: std::marker::PhantomData,
         };
