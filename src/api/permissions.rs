@@ -428,17 +428,15 @@ impl ServerStream for LookupResources {
         })
     }
 
-    fn producer(
-        _: &Backend,
-        page: service::LookupPage<crate::engine::LookupResource>,
-    ) -> Producer<Self::Item> {
+    fn producer(backend: &Backend, pages: service::ResourcePages) -> Producer<Self::Item> {
+        let tessera = backend.tessera.clone();
         Producer::Blocking(Box::new(move |sink: &Sink<Self::Item>| {
-            let looked_up_at = convert::zookie(page.revision);
-            for (r, c) in page.items {
+            let looked_up_at = convert::zookie(pages.revision());
+            pages.for_each(&tessera, |r, c| {
                 let Some((permissionship, partial_caveat_info)) =
                     convert::lookup_permissionship(&r.outcome)
                 else {
-                    continue;
+                    return Ok(());
                 };
                 sink.send_blocking(pb::LookupResourcesResponse {
                     looked_up_at: Some(looked_up_at.clone()),
@@ -446,8 +444,8 @@ impl ServerStream for LookupResources {
                     permissionship: permissionship as i32,
                     partial_caveat_info,
                     after_result_cursor: Some(pb_cursor(c)),
-                })?;
-            }
+                })
+            })?;
             Ok(())
         }))
     }

@@ -44,6 +44,8 @@ pub(crate) struct Node {
     pub reverse: Vec<ReverseEdge>,
     /// Nodes this node depends on, positively or through a subtracted side.
     pub forward: Vec<NodeId>,
+    /// The nodes among `forward` it depends on through a subtracted side.
+    pub negated: Vec<NodeId>,
     /// A relation allowing its own userset (`group#member: … | group#member`): nested, and
     /// covered by the nested-group index when the store has built it (`leopard.rs`).
     pub nests: bool,
@@ -187,6 +189,7 @@ impl SchemaIndex {
                     stratified: true,
                     reverse: Vec::new(),
                     forward: Vec::new(),
+                    negated: Vec::new(),
                     nests,
                 });
             }
@@ -313,6 +316,14 @@ impl SchemaIndex {
             all.sort_unstable();
             all.dedup();
             node.forward = all;
+            let mut negated: Vec<NodeId> = forward[i]
+                .iter()
+                .filter(|(_, n)| *n)
+                .map(|(to, _)| *to)
+                .collect();
+            negated.sort_unstable();
+            negated.dedup();
+            node.negated = negated;
         }
         self.scc_count = sccs.count;
         self.guards = guards;

@@ -492,7 +492,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                     None => SubjectRelationFilter::Ellipsis,
                 },
             };
-            rows.extend(self.reader.reverse(&f, &n.type_name, &n.name)?);
+            rows.extend(self.reader.reverse(&f, &n.type_name, &n.name, None)?);
         }
         if self.subject_node.is_none()
             && info.wildcard.contains(&self.subject_def)
@@ -503,7 +503,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 subject_id: Some(WILDCARD_ID.to_string()),
                 relation: SubjectRelationFilter::Ellipsis,
             };
-            rows.extend(self.reader.reverse(&f, &n.type_name, &n.name)?);
+            rows.extend(self.reader.reverse(&f, &n.type_name, &n.name, None)?);
         }
         let rows = Rc::new(rows);
         self.entries.insert(node, Rc::clone(&rows));

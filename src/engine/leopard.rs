@@ -101,6 +101,7 @@ pub(crate) fn nested_in(
             &nested_subject(&n.type_name, &n.name, b),
             &closure_type(&n.type_name),
             &n.name,
+            None,
         )?
         .into_iter()
         .map(|r| r.resource.object_id)

@@ -41,6 +41,7 @@ mod outcome;
 
 pub use analysis::SchemaIndex;
 pub use cache::{CheckCache, CheckCacheStats, DEFAULT_CHECK_CACHE_ENTRIES};
+pub use lookup_resources::{ResourceStream, SuspendedLookup};
 
 use crate::caveat::{CaveatError, CaveatOutcome};
 use crate::model::{
@@ -279,8 +280,37 @@ impl<'a> Evaluator<'a> {
         subject: &SubjectRef,
         context: &Context,
     ) -> Result<Vec<LookupResource>, EngineError> {
+        let plan = self.plan_lookup_resources(resource_type, permission, subject, None)?;
+        self.resume_lookup_resources(subject, context, plan)
+            .collect()
+    }
+
+    /// Plans LookupResources (the walk over the nodes that lead to other objects, see
+    /// `lookup_resources.rs`), positioned strictly after resource id `after`; nothing is
+    /// confirmed yet, so the plan does not depend on a caveat context.
+    /// [`Evaluator::resume_lookup_resources`] streams its results.
+    pub fn plan_lookup_resources(
+        &self,
+        resource_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+        after: Option<&str>,
+    ) -> Result<SuspendedLookup, EngineError> {
         let node = self.node(resource_type, permission)?;
-        lookup_resources::lookup(self, node, subject, context)
+        self.resolve_subject(subject)?;
+        lookup_resources::plan(self, node, subject, after)
+    }
+
+    /// Streams the results of a planned (or suspended) LookupResources in id order: those
+    /// with outcome `Has` or `Conditional`. `subject` and `context` must be the ones it was
+    /// planned for; the evaluator must read the same revision and schema.
+    pub fn resume_lookup_resources<'e>(
+        &'e self,
+        subject: &'e SubjectRef,
+        context: &'e Context,
+        lookup: SuspendedLookup,
+    ) -> ResourceStream<'e, 'a> {
+        ResourceStream::resume(self, subject, context, lookup)
     }
 
     /// Every subject of `subject_type` (with `subject_relation`, `None` for plain objects)

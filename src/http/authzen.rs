@@ -597,7 +597,8 @@ pub async fn search_resource(
         limit: Some(limit),
         cursor,
     };
-    let found = backend.execute(caller, request).await?;
+    let pages = backend.execute(caller, request).await?;
+    let found = backend.blocking(move |b| pages.collect(&b.tessera)).await?;
     let next = if found.more {
         found.items.last().map(|(_, c)| c.clone())
     } else {

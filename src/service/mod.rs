@@ -7,6 +7,7 @@
 
 mod cursor;
 mod errors;
+mod lookups;
 mod requests;
 mod schema_change;
 mod watch;
@@ -15,6 +16,7 @@ pub use errors::{
     CUT_NOTE_START, ERROR_REASON_DOMAIN, ErrorKind, ErrorReason, MAX_ERROR_MESSAGE_BYTES,
     ServiceError, cap_message,
 };
+pub use lookups::{LOOKUP_TTL, LookupCache, MAX_LOOKUP_ENTRIES, MAX_LOOKUP_WEIGHT};
 pub use requests::*;
 pub use watch::{CALLER_METADATA_KEY, Watch, WatchEvent, WatchFeed, WatchSelection, shutting_down};
 
@@ -27,8 +29,8 @@ use parking_lot::Mutex;
 
 use crate::consistency::{Consistency, SnapshotChooser};
 use crate::engine::{
-    CheckCache, CheckCacheStats, CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupResource,
-    LookupSubject, SchemaIndex,
+    CheckCache, CheckCacheStats, CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupSubject,
+    SchemaIndex, SuspendedLookup,
 };
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
@@ -184,6 +186,8 @@ pub struct Tessera {
     commits: tokio::sync::watch::Sender<Revision>,
     /// Check answers shared across requests, keyed by revision (`engine::CheckCache`).
     check_cache: CheckCache,
+    /// Lookups waiting for their next page (`lookups.rs`).
+    lookups: LookupCache,
 }
 
 impl Tessera {
@@ -197,6 +201,7 @@ impl Tessera {
             schemas: Mutex::new(HashMap::new()),
             commits: tokio::sync::watch::channel(Revision::ZERO).0,
             check_cache,
+            lookups: LookupCache::default(),
         }
     }
 
@@ -662,30 +667,27 @@ impl Tessera {
             .expand(resource, permission)?)
     }
 
-    /// Resources of `resource_type` on which `subject` has `permission`, sorted by id,
-    /// strictly after `after_id`, at most `limit`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn lookup_resources(
+    /// Plans LookupResources of `resource_type#permission` for `subject` (names validated
+    /// against the view's schema), positioned after resource id `after`; see
+    /// [`ResourcePages`](requests::ResourcePages) for the streaming.
+    pub fn plan_lookup_resources(
         &self,
         view: &ReadView,
         resource_type: &str,
         permission: &str,
         subject: &SubjectRef,
-        context: &Context,
-        after_id: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<LookupResource>, ServiceError> {
+        after: Option<&str>,
+    ) -> Result<SuspendedLookup, ServiceError> {
         let schema = view.schema()?;
         check_relation_exists(schema, resource_type, permission)?;
         check_subject_type(schema, subject)?;
-        let all = view
+        Ok(view
             .evaluator(&self.config.engine, &self.check_cache)?
-            .lookup_resources(resource_type, permission, subject, context)?;
-        Ok(page(all, |r| r.resource_id.as_str(), after_id, limit))
+            .plan_lookup_resources(resource_type, permission, subject, after)?)
     }
 
-    /// Subjects of `subject_type` (and relation) that have `permission` on `resource`.
-    #[allow(clippy::too_many_arguments)]
+    /// Subjects of `subject_type` (and relation) that have `permission` on `resource`: the
+    /// whole result, sorted by id, the wildcard first.
     pub fn lookup_subjects(
         &self,
         view: &ReadView,
@@ -694,8 +696,6 @@ impl Tessera {
         subject_type: &str,
         subject_relation: Option<&str>,
         context: &Context,
-        after_id: Option<&str>,
-        limit: Option<usize>,
     ) -> Result<Vec<LookupSubject>, ServiceError> {
         let schema = view.schema()?;
         check_relation_exists(schema, &resource.object_type, permission)?;
@@ -705,7 +705,7 @@ impl Tessera {
         if let Some(rel) = subject_relation {
             check_relation_exists(schema, subject_type, rel)?;
         }
-        let all = view
+        Ok(view
             .evaluator(&self.config.engine, &self.check_cache)?
             .lookup_subjects(
                 resource,
@@ -713,8 +713,7 @@ impl Tessera {
                 subject_type,
                 subject_relation,
                 context,
-            )?;
-        Ok(page(all, |s| s.subject_id.as_str(), after_id, limit))
+            )?)
     }
 
     /// Change sets after `after`, oldest first, at most `limit`. Changes to relationships of
@@ -791,21 +790,6 @@ fn check_transaction_metadata(metadata: &TransactionMetadata) -> Result<(), Serv
         .with_metadata("maximum_metadata_byte_size", MAX_TRANSACTION_METADATA_BYTES));
     }
     Ok(())
-}
-
-/// Applies an "after id" cursor and a limit to a result list sorted by id.
-fn page<T>(
-    all: Vec<T>,
-    id: impl Fn(&T) -> &str,
-    after_id: Option<&str>,
-    limit: Option<usize>,
-) -> Vec<T> {
-    let start = match after_id {
-        Some(a) => all.partition_point(|x| id(x) <= a),
-        None => 0,
-    };
-    let limit = limit.unwrap_or(usize::MAX);
-    all.into_iter().skip(start).take(limit).collect()
 }
 
 fn unknown_definition(t: &str) -> ServiceError {

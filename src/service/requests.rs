@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{Caller, Operation};
 use crate::consistency::Consistency;
-use crate::engine::{CheckOutcome, ExpandTree, LookupResource, LookupSubject};
+use crate::engine::{CheckOutcome, ExpandTree, LookupResource, LookupSubject, SuspendedLookup};
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
     WILDCARD_ID,
@@ -474,41 +474,123 @@ pub struct LookupPage<T> {
     pub more: bool,
 }
 
-impl Request for LookupResources {
-    type Output = LookupPage<LookupResource>;
-    fn operation(&self) -> Operation {
-        Operation::Evaluate
-    }
-    fn run(self, t: &Tessera, _: &Caller) -> Result<Self::Output, ServiceError> {
-        const KIND: CursorKind = CursorKind::LookupResources;
-        let fp = Fingerprint::new(KIND)
+impl LookupResources {
+    fn fingerprint(&self) -> u64 {
+        let fp = Fingerprint::new(CursorKind::LookupResources)
             .str(&self.resource_type)
             .str(&self.permission)
             .str(&self.subject.to_string());
-        let fp = context_fingerprint(fp, &self.context).finish();
-        let (cursor, after) = lookup_position(self.cursor.as_ref(), KIND, fp)?;
+        context_fingerprint(fp, &self.context).finish()
+    }
+}
+
+impl Request for LookupResources {
+    type Output = ResourcePages;
+    fn operation(&self) -> Operation {
+        Operation::Evaluate
+    }
+    /// Plans the lookup (errors surface here, before anything is streamed), or takes up the
+    /// one the previous page suspended on this node.
+    fn run(self, t: &Tessera, _: &Caller) -> Result<ResourcePages, ServiceError> {
+        const KIND: CursorKind = CursorKind::LookupResources;
+        let fingerprint = self.fingerprint();
+        let (cursor, after) = lookup_position(self.cursor.as_ref(), KIND, fingerprint)?;
         let view = paged_view(t, cursor.as_ref(), self.consistency)?;
-        // One more than asked tells whether another page follows.
-        let mut found = t.lookup_resources(
-            &view,
-            &self.resource_type,
-            &self.permission,
-            &self.subject,
-            &self.context,
-            after.as_deref(),
-            self.limit.map(|l| l.saturating_add(1)),
-        )?;
-        found.retain(|r| r.outcome != CheckOutcome::No);
-        let more = self.limit.is_some_and(|l| found.len() > l);
-        found.truncate(self.limit.unwrap_or(usize::MAX));
-        let revision = view.revision();
-        let items = found
-            .into_iter()
-            .map(|r| {
-                let c = encode_cursor(KIND, revision, fp, vec![r.resource_id.clone()]);
-                (r, c)
-            })
-            .collect();
+        let resumed = after
+            .as_deref()
+            .and_then(|a| t.lookups.take_resources(view.revision(), fingerprint, a));
+        let lookup = match resumed {
+            Some(lookup) => lookup,
+            None => t.plan_lookup_resources(
+                &view,
+                &self.resource_type,
+                &self.permission,
+                &self.subject,
+                after.as_deref(),
+            )?,
+        };
+        Ok(ResourcePages {
+            view,
+            subject: self.subject,
+            context: self.context,
+            limit: self.limit,
+            fingerprint,
+            lookup,
+        })
+    }
+}
+
+/// A LookupResources in progress: planned (or resumed), streamed by
+/// [`ResourcePages::for_each`].
+pub struct ResourcePages {
+    view: ReadView,
+    subject: SubjectRef,
+    context: Context,
+    limit: Option<usize>,
+    fingerprint: u64,
+    lookup: SuspendedLookup,
+}
+
+impl ResourcePages {
+    /// The revision every page is read at.
+    pub fn revision(&self) -> Revision {
+        self.view.revision()
+    }
+
+    /// Emits the page's results in id order, each with the cursor that continues after it, as
+    /// they are found (the first one as soon as the walk has opened every stream). Returns
+    /// whether more results follow the page (only known with a limit); then the lookup stays
+    /// suspended on this node for the next page. Blocking.
+    pub fn for_each<E: From<ServiceError>>(
+        self,
+        t: &Tessera,
+        mut emit: impl FnMut(LookupResource, String) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        const KIND: CursorKind = CursorKind::LookupResources;
+        let revision = self.view.revision();
+        let ev = self
+            .view
+            .evaluator(&t.config.engine, &t.check_cache)
+            .map_err(E::from)?;
+        let mut stream = ev.resume_lookup_resources(&self.subject, &self.context, self.lookup);
+        let mut n = 0usize;
+        loop {
+            if self.limit.is_some_and(|l| n >= l) {
+                let more = stream
+                    .peek()
+                    .map_err(|e| E::from(ServiceError::from(e)))?
+                    .is_some();
+                if more {
+                    t.lookups
+                        .put_resources(revision, self.fingerprint, stream.suspend());
+                }
+                return Ok(more);
+            }
+            let Some(r) = stream
+                .next_result()
+                .map_err(|e| E::from(ServiceError::from(e)))?
+            else {
+                return Ok(false);
+            };
+            n += 1;
+            let c = encode_cursor(
+                KIND,
+                revision,
+                self.fingerprint,
+                vec![r.resource_id.clone()],
+            );
+            emit(r, c)?;
+        }
+    }
+
+    /// The page collected (AuthZEN's resource search). Blocking.
+    pub fn collect(self, t: &Tessera) -> Result<LookupPage<LookupResource>, ServiceError> {
+        let revision = self.revision();
+        let mut items = Vec::new();
+        let more = self.for_each(t, |r, c| {
+            items.push((r, c));
+            Ok::<(), ServiceError>(())
+        })?;
         Ok(LookupPage {
             revision,
             items,
@@ -553,21 +635,30 @@ impl Request for LookupSubjects {
         let fp = context_fingerprint(fp, &self.context).finish();
         let (cursor, after) = lookup_position(self.cursor.as_ref(), KIND, fp)?;
         let view = paged_view(t, cursor.as_ref(), self.consistency)?;
-        let found = t.lookup_subjects(
-            &view,
-            &self.resource,
-            &self.permission,
-            &self.subject_type,
-            self.subject_relation.as_deref(),
-            &self.context,
-            after.as_deref(),
-            None,
-        )?;
         let revision = view.revision();
+        // Later pages slice the result the first page computed on this node.
+        let all = match cursor
+            .as_ref()
+            .and_then(|_| t.lookups.subjects(revision, fp))
+        {
+            Some(all) => all,
+            None => Arc::new(t.lookup_subjects(
+                &view,
+                &self.resource,
+                &self.permission,
+                &self.subject_type,
+                self.subject_relation.as_deref(),
+                &self.context,
+            )?),
+        };
+        let start = match after.as_deref() {
+            Some(a) => all.partition_point(|s| s.subject_id.as_str() <= a),
+            None => 0,
+        };
         let mut items = Vec::new();
         let mut concrete = 0usize;
         let mut more = false;
-        for s in found {
+        for s in all[start..].iter().cloned() {
             if s.outcome == CheckOutcome::No {
                 continue;
             }
@@ -584,6 +675,9 @@ impl Request for LookupSubjects {
             }
             let c = encode_cursor(KIND, revision, fp, vec![s.subject_id.clone()]);
             items.push((s, c));
+        }
+        if more {
+            t.lookups.put_subjects(revision, fp, all);
         }
         Ok(LookupPage {
             revision,
@@ -1000,13 +1094,34 @@ mod tests {
             limit: Some(1),
             cursor,
         };
-        let first = t.execute(&auth, &caller, request(None)).unwrap();
+        let first = t
+            .execute(&auth, &caller, request(None))
+            .unwrap()
+            .collect(&t)
+            .unwrap();
         assert_eq!(first.items.len(), 1);
         assert!(first.more);
+        // The first page left its lookup suspended on this node.
+        assert_eq!(t.lookups.len(), 1);
         let token = PageToken::cursor(first.items[0].1.clone());
-        let second = t.execute(&auth, &caller, request(Some(token))).unwrap();
+        let second = t
+            .execute(&auth, &caller, request(Some(token.clone())))
+            .unwrap()
+            .collect(&t)
+            .unwrap();
         assert_eq!(second.items[0].0.resource_id, "b");
         assert!(!second.more);
+        assert!(t.lookups.is_empty());
+        // Without the suspended lookup (another node, or evicted), the cursor plans the walk
+        // again after its id: the same page.
+        let other = Tessera::new(Arc::clone(t.store()), ServiceConfig::default());
+        let again = other
+            .execute(&auth, &caller, request(Some(token)))
+            .unwrap()
+            .collect(&other)
+            .unwrap();
+        assert_eq!(again.items[0].0.resource_id, "b");
+        assert_eq!(again.items[0].1, second.items[0].1);
     }
 
     #[test]

@@ -221,14 +221,51 @@ pub trait SnapshotReader {
     fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError>;
 
     /// Live relationships whose subject matches `subject` on `resource_type#relation`: what
-    /// [`Snapshot::reverse_query`] gives, in resource id order when `subject` names one
-    /// subject and one subject relation.
+    /// [`Snapshot::reverse_query`] gives. When `subject` names one subject and one subject
+    /// relation they come in resource id order, and `page` reads them page by page: only
+    /// resource ids after its `after`, at most its `limit`. (Other filters give their rows
+    /// grouped by subject relation, unpaged: pass `None`.)
     fn reverse(
         &mut self,
         subject: &SubjectFilter,
         resource_type: &str,
         relation: &str,
+        page: Option<ReversePage<'_>>,
     ) -> Result<Vec<Relationship>, StoreError>;
+}
+
+/// A page of a [`SnapshotReader::reverse`] read in resource id order.
+#[derive(Debug, Clone, Copy)]
+pub struct ReversePage<'a> {
+    /// Only resource ids after this one.
+    pub after: Option<&'a str>,
+    /// At most this many relationships.
+    pub limit: usize,
+}
+
+impl ReversePage<'_> {
+    /// Applies the page to rows of one subject in resource id order (for readers that cannot
+    /// seek).
+    pub fn apply(
+        &self,
+        rows: impl Iterator<Item = Result<Relationship, StoreError>>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let mut out = Vec::new();
+        for r in rows {
+            let r = r?;
+            if self
+                .after
+                .is_some_and(|a| r.resource.object_id.as_str() <= a)
+            {
+                continue;
+            }
+            if out.len() >= self.limit {
+                break;
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
 }
 
 /// The default reader: one [`Snapshot::query`] per read.
@@ -244,10 +281,15 @@ impl<S: Snapshot + ?Sized> SnapshotReader for QueryReader<'_, S> {
         subject: &SubjectFilter,
         resource_type: &str,
         relation: &str,
+        page: Option<ReversePage<'_>>,
     ) -> Result<Vec<Relationship>, StoreError> {
-        self.0
-            .reverse_query(subject, Some(resource_type), Some(relation))?
-            .collect()
+        let rows = self
+            .0
+            .reverse_query(subject, Some(resource_type), Some(relation))?;
+        match page {
+            None => rows.collect(),
+            Some(p) => p.apply(rows),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use proptest::prelude::*;
-use reference::{Fixture, Reference, expand_implies, kind, lookup_subjects_outcome};
+use reference::{Fixture, Reference, expand_implies, kind, lookup_subjects_outcome, paged_lookup};
 use tessera::caveat::CaveatType;
 use tessera::engine::{CheckCache, CheckOutcome, EngineConfig, SchemaIndex};
 use tessera::model::{CaveatRef, Context, ObjectRef, Relationship, SubjectRef};
@@ -693,6 +693,24 @@ fn run_world(world: &World, indexed: bool) -> Result<(), TestCaseError> {
                         .map(|r| r.resource_id.as_str())
                         .collect::<Vec<_>>()
                 );
+                // Page by page: suspended and resumed, or planned again after the last
+                // result (a lost suspended lookup), the pages add up to the same results.
+                for page in 1..=2 {
+                    for replan in [false, true] {
+                        let paged = paged_lookup(&ev, &shape.name, &name, s, ctx, page, replan)
+                            .map_err(|e| TestCaseError::fail(format!("paged lookup: {e}")))?;
+                        prop_assert_eq!(
+                            &paged,
+                            &found,
+                            "paged lookup_resources {}#{}@{} (page {}, replan {})",
+                            shape.name,
+                            name,
+                            s,
+                            page,
+                            replan
+                        );
+                    }
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use reference::{kind, lookup_subjects_outcome};
+use reference::{kind, lookup_subjects_outcome, paged_lookup};
 use tessera::engine::{CheckOutcome, EngineConfig, Evaluator};
 use tessera::model::{
     CaveatRef, Context, ObjectRef, Relationship, RelationshipFilter, SubjectRef, Timestamp,
@@ -498,6 +498,11 @@ fn run_case(bytes: &[u8]) -> Result<(), TestCaseError> {
                     s,
                     dump(&rels, &stored)
                 );
+                for replan in [false, true] {
+                    let paged = paged_lookup(&ev, t, p, s, &context, 2, replan)
+                        .map_err(|e| TestCaseError::fail(format!("paged lookup: {e}")))?;
+                    prop_assert_eq!(&paged, &found, "paged lookup_resources {}#{}@{}", t, p, s);
+                }
             }
         }
         for (resource, permission) in &resources {

@@ -455,3 +455,37 @@ pub fn expand_implies(
         }
     }
 }
+
+/// LookupResources read `page` results at a time: each page resumes the suspended lookup
+/// of the one before, or (`replan`) plans again after its last result.
+pub fn paged_lookup(
+    ev: &tessera::engine::Evaluator<'_>,
+    resource_type: &str,
+    permission: &str,
+    subject: &SubjectRef,
+    context: &Context,
+    page: usize,
+    replan: bool,
+) -> Result<Vec<tessera::engine::LookupResource>, tessera::engine::EngineError> {
+    let mut out = Vec::new();
+    let mut lookup = ev.plan_lookup_resources(resource_type, permission, subject, None)?;
+    loop {
+        let mut stream = ev.resume_lookup_resources(subject, context, lookup);
+        let mut n = 0;
+        while n < page {
+            match stream.next_result()? {
+                Some(r) => {
+                    out.push(r);
+                    n += 1;
+                }
+                None => return Ok(out),
+            }
+        }
+        lookup = stream.suspend();
+        if replan {
+            let after = lookup.after().map(str::to_string);
+            lookup =
+                ev.plan_lookup_resources(resource_type, permission, subject, after.as_deref())?;
+        }
+    }
+}

@@ -55,13 +55,14 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use crate::model::{
-    Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectFilter, Timestamp,
+    Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectFilter,
+    SubjectRelationFilter, Timestamp,
 };
 use crate::store::clock::{Clock, SystemClock};
 use crate::store::txn::{self, TxnBackend, WriteSession};
 use crate::store::{
     BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, RelationshipIter, RelationshipUpdate,
-    SchemaCheck, Snapshot, SnapshotReader, Store, StoreError, StoredSchema, WriteOp,
+    ReversePage, SchemaCheck, Snapshot, SnapshotReader, Store, StoreError, StoredSchema, WriteOp,
     WriteTransaction,
 };
 
@@ -1136,10 +1137,36 @@ impl SnapshotReader for PgReader<'_> {
         subject: &SubjectFilter,
         resource_type: &str,
         relation: &str,
+        page: Option<ReversePage<'_>>,
     ) -> Result<Vec<Relationship>, StoreError> {
-        self.snapshot
-            .reverse_query(subject, Some(resource_type), Some(relation))?
-            .collect()
+        let plan = Plan::Reverse {
+            subject: subject.clone(),
+            resource_type: Some(resource_type.to_string()),
+            relation: Some(relation.to_string()),
+        };
+        let exact = subject.subject_id.is_some() && subject.relation != SubjectRelationFilter::Any;
+        match page {
+            // One subject: rows after `after` in id order, one page of them.
+            Some(p) if exact => {
+                let after = p.after.map(|id| RelationshipKey {
+                    resource: crate::model::ObjectRef::new(resource_type, id),
+                    relation: relation.to_string(),
+                    subject: crate::model::SubjectRef {
+                        object: crate::model::ObjectRef::new(
+                            subject.subject_type.clone(),
+                            subject.subject_id.clone().unwrap_or_default(),
+                        ),
+                        relation: match &subject.relation {
+                            SubjectRelationFilter::Relation(r) => Some(r.clone()),
+                            _ => None,
+                        },
+                    },
+                });
+                self.snapshot.page(&plan, after.as_ref(), Some(p.limit))
+            }
+            Some(p) => p.apply(self.snapshot.stream(plan, None)?),
+            None => self.snapshot.stream(plan, None)?.collect(),
+        }
     }
 
     fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {

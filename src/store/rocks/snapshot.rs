@@ -10,7 +10,9 @@ use crate::model::{
     Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectFilter,
     SubjectRelationFilter, Timestamp,
 };
-use crate::store::{RelationshipIter, Snapshot, SnapshotReader, StoreError, StoredSchema};
+use crate::store::{
+    RelationshipIter, ReversePage, Snapshot, SnapshotReader, StoreError, StoredSchema,
+};
 
 use super::codec;
 use super::keys;
@@ -335,9 +337,21 @@ impl SnapshotReader for RocksReader<'_> {
         subject: &SubjectFilter,
         resource_type: &str,
         relation: &str,
+        page: Option<ReversePage<'_>>,
     ) -> Result<Vec<Relationship>, StoreError> {
         let snapshot = self.snapshot;
         let prefix = reverse_prefix(subject, Some(resource_type), Some(relation));
+        // With one subject and subject relation the prefix ends at the resource id, so the
+        // page starts past every version of `after`.
+        let exact = subject.subject_id.is_some() && subject.relation != SubjectRelationFilter::Any;
+        let start = match page.and_then(|p| p.after) {
+            Some(after) if exact => {
+                let mut identity = prefix.clone();
+                keys::put_str(&mut identity, after);
+                keys::after_all_versions(&identity)
+            }
+            _ => prefix.clone(),
+        };
         let it = match &mut self.reverse {
             Some(it) => it,
             None => {
@@ -350,7 +364,7 @@ impl SnapshotReader for RocksReader<'_> {
                 )
             }
         };
-        it.seek(&prefix);
+        it.seek(&start);
         snapshot.guard()?;
         let scan = Scan {
             it,
@@ -367,7 +381,10 @@ impl SnapshotReader for RocksReader<'_> {
             finished: false,
             iterator_lifetime: std::marker::PhantomData,
         };
-        scan.collect()
+        match page {
+            None => scan.collect(),
+            Some(p) => p.apply(scan),
+        }
     }
 }
 
