@@ -169,6 +169,28 @@ pub struct Evaluator<'a> {
     pub(crate) cache: Option<&'a CheckCache>,
 }
 
+/// Checks for one subject and context sharing one memo; see [`Evaluator::bulk_checker`].
+pub struct BulkChecker<'e, 'a> {
+    ev: &'e Evaluator<'a>,
+    /// The shared run, or why the subject cannot be checked at all (then every item fails).
+    run: Result<check::CheckRun<'e, 'a>, EngineError>,
+}
+
+impl BulkChecker<'_, '_> {
+    /// Does the checker's subject have `permission` on `resource`?
+    pub fn check(
+        &mut self,
+        resource: &ObjectRef,
+        permission: &str,
+    ) -> Result<CheckOutcome, EngineError> {
+        let node = self.ev.node(&resource.object_type, permission)?;
+        match &mut self.run {
+            Ok(run) => run.check_root(node, &resource.object_id),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
 enum IndexHandle<'a> {
     Borrowed(&'a SchemaIndex),
     Owned(Box<SchemaIndex>),
@@ -245,17 +267,25 @@ impl<'a> Evaluator<'a> {
         subject: &SubjectRef,
         context: &Context,
     ) -> Vec<Result<CheckOutcome, EngineError>> {
-        let mut run = match check::CheckRun::new(self, subject, context) {
-            Ok(run) => run,
-            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
-        };
+        let mut bulk = self.bulk_checker(subject, context);
         items
             .iter()
-            .map(|(resource, permission)| {
-                let node = self.node(&resource.object_type, permission)?;
-                run.check_root(node, &resource.object_id)
-            })
+            .map(|(resource, permission)| bulk.check(resource, permission))
             .collect()
+    }
+
+    /// A checker for one subject and context that answers checks one at a time, every one
+    /// reusing the sub-problems the earlier ones solved (the memo of one check request), so
+    /// a caller can stop early or interleave its own work between items.
+    pub fn bulk_checker<'e>(
+        &'e self,
+        subject: &'e SubjectRef,
+        context: &'e Context,
+    ) -> BulkChecker<'e, 'a> {
+        BulkChecker {
+            ev: self,
+            run: check::CheckRun::new(self, subject, context),
+        }
     }
 
     /// The tree of `permission` on `resource`, one level deep as the reference API returns

@@ -29,8 +29,8 @@ use parking_lot::Mutex;
 
 use crate::consistency::{Consistency, SnapshotChooser};
 use crate::engine::{
-    CheckCache, CheckCacheStats, CheckOutcome, EngineConfig, Evaluator, ExpandTree, LookupSubject,
-    SchemaIndex, SuspendedLookup,
+    BulkChecker, CheckCache, CheckCacheStats, CheckOutcome, EngineConfig, Evaluator, ExpandTree,
+    LookupSubject, SchemaIndex, SuspendedLookup,
 };
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, RelationshipKey, Revision, SubjectRef,
@@ -142,6 +142,41 @@ impl ReadView {
     ) -> Result<Evaluator<'a>, ServiceError> {
         let c = self.compiled()?;
         Ok(Evaluator::with_index(&c.schema, &c.index, self.snapshot(), config).with_cache(cache))
+    }
+}
+
+/// Many checks at one view through the engine's bulk path: consecutive items with the same
+/// subject and context share one memo of sub-problems (a folder's viewers, a group's members
+/// are worked out once for the whole request). Each item's names are validated on their own,
+/// so an invalid item fails alone.
+pub struct BulkChecks<'e, 'a> {
+    evaluator: &'e Evaluator<'a>,
+    schema: &'e Schema,
+    /// The item that opened the current run of equal subjects and contexts, and its checker.
+    current: Option<(&'e CheckItem, BulkChecker<'e, 'a>)>,
+}
+
+impl<'e, 'a> BulkChecks<'e, 'a> {
+    pub fn new(evaluator: &'e Evaluator<'a>, view: &'e ReadView) -> Result<Self, ServiceError> {
+        Ok(BulkChecks {
+            evaluator,
+            schema: view.schema()?,
+            current: None,
+        })
+    }
+
+    /// Answers one item.
+    pub fn check(&mut self, item: &'e CheckItem) -> Result<CheckOutcome, ServiceError> {
+        check_names(self.schema, &item.resource, &item.permission, &item.subject)?;
+        let same = self.current.as_ref().is_some_and(|(first, _)| {
+            first.subject == item.subject && first.context == item.context
+        });
+        if !same {
+            let checker = self.evaluator.bulk_checker(&item.subject, &item.context);
+            self.current = Some((item, checker));
+        }
+        let (_, checker) = self.current.as_mut().expect("set above");
+        Ok(checker.check(&item.resource, &item.permission)?)
     }
 }
 
@@ -645,12 +680,16 @@ impl Tessera {
         subject: &SubjectRef,
         context: &Context,
     ) -> Result<CheckOutcome, ServiceError> {
-        let schema = view.schema()?;
-        check_relation_exists(schema, &resource.object_type, permission)?;
-        check_subject_type(schema, subject)?;
+        check_names(view.schema()?, resource, permission, subject)?;
         Ok(view
             .evaluator(&self.config.engine, &self.check_cache)?
             .check(resource, permission, subject, context)?)
+    }
+
+    /// The evaluator of `view` (with this service's engine settings and check cache), for
+    /// [`BulkChecks`].
+    pub fn evaluator<'v>(&'v self, view: &'v ReadView) -> Result<Evaluator<'v>, ServiceError> {
+        view.evaluator(&self.config.engine, &self.check_cache)
     }
 
     /// The one-level userset tree of `resource#permission`.
@@ -812,6 +851,18 @@ fn check_relation_exists(
         ));
     }
     Ok(())
+}
+
+/// A check's names exist in `schema`: the resource's relation or permission and the
+/// subject's type (and relation).
+fn check_names(
+    schema: &Schema,
+    resource: &ObjectRef,
+    permission: &str,
+    subject: &SubjectRef,
+) -> Result<(), ServiceError> {
+    check_relation_exists(schema, &resource.object_type, permission)?;
+    check_subject_type(schema, subject)
 }
 
 fn check_subject_type(schema: &Schema, subject: &SubjectRef) -> Result<(), ServiceError> {

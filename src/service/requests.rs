@@ -19,7 +19,9 @@ use crate::schema::{RelationRef, Schema};
 use crate::store::{DeleteOutcome, Precondition, RelationshipUpdate, TransactionMetadata};
 
 use super::cursor::{self, Cursor, CursorKind, Fingerprint};
-use super::{ErrorKind, ErrorReason, ReadView, Request, ServiceConfig, ServiceError, Tessera};
+use super::{
+    BulkChecks, ErrorKind, ErrorReason, ReadView, Request, ServiceConfig, ServiceError, Tessera,
+};
 
 /// Relationships buffered from an import stream before they are committed as one batch
 /// (bounded memory; each batch is its own transaction).
@@ -328,6 +330,17 @@ fn check_one(
         &item.subject,
         &item.context,
     )?;
+    answer_of(view, item, outcome, with_tracing, started)
+}
+
+/// A check's answer, with its trace when asked for.
+fn answer_of(
+    view: &ReadView,
+    item: &CheckItem,
+    outcome: CheckOutcome,
+    with_tracing: bool,
+    started: Instant,
+) -> Result<CheckAnswer, ServiceError> {
     let trace = if with_tracing {
         let schema = view.schema()?;
         Some(CheckTrace {
@@ -410,12 +423,14 @@ impl Request for CheckBulk {
         let started = Instant::now();
         // One snapshot for every item.
         let view = t.view(self.consistency)?;
+        let evaluator = t.evaluator(&view)?;
+        let mut bulk = BulkChecks::new(&evaluator, &view)?;
         let mut answers = Vec::with_capacity(self.items.len());
         for item in &self.items {
-            let answer = item
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|i| check_one(t, &view, i, self.with_tracing, started));
+            let answer = item.as_ref().map_err(Clone::clone).and_then(|i| {
+                let outcome = bulk.check(i)?;
+                answer_of(&view, i, outcome, self.with_tracing, started)
+            });
             let stop = self.stop_after.is_some_and(|stop| stop(&answer));
             answers.push(answer);
             if stop {
