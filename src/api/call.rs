@@ -32,8 +32,10 @@ use crate::service::{self, ErrorKind, ServiceError, Tessera};
 
 use super::error;
 
-/// How many responses a stream may buffer ahead of a slow client before its producer waits.
-const STREAM_BUFFER: usize = 128;
+/// How many batches of responses (of at most [`SINK_BATCH`]) a stream may buffer ahead of a
+/// slow client before its producer waits: with the batch the producer holds, at most 128
+/// responses per stream wait in memory.
+const STREAM_BUFFER: usize = 1;
 
 /// The service, the authenticator and the server's shutdown signal, shared by all handlers.
 #[derive(Clone)]
@@ -253,23 +255,53 @@ impl From<ServiceError> for StreamEnd {
     }
 }
 
+/// Most responses a blocking producer gathers into one batch for the channel.
+const SINK_BATCH: usize = 64;
+
 /// The sending side of a server stream.
+///
+/// A blocking producer's items travel in batches: an item is held back while the consumer
+/// still has earlier batches to send (so waking it again would only cost a context switch)
+/// and handed over as soon as the consumer has drained the channel, or the batch is full.
+/// The first response of a stream therefore leaves at once, and a long stream costs one
+/// hand-over per batch instead of one per response.
 pub struct Sink<T> {
-    tx: mpsc::Sender<Result<T, ServiceError>>,
+    tx: mpsc::Sender<Vec<Result<T, ServiceError>>>,
+    held: parking_lot::Mutex<Vec<Result<T, ServiceError>>>,
 }
 
 impl<T> Sink<T> {
     /// Sends from blocking code; waits while the client is slow.
     pub fn send_blocking(&self, item: T) -> Result<(), StreamEnd> {
+        let batch = {
+            let mut held = self.held.lock();
+            held.push(Ok(item));
+            let idle = self.tx.capacity() == self.tx.max_capacity();
+            if held.len() < SINK_BATCH && !idle {
+                return Ok(());
+            }
+            std::mem::take(&mut *held)
+        };
         self.tx
-            .blocking_send(Ok(item))
+            .blocking_send(batch)
+            .map_err(|_| StreamEnd::ClientGone)
+    }
+
+    /// Hands over what a blocking producer still holds (when it has finished).
+    fn flush_blocking(&self) -> Result<(), StreamEnd> {
+        let batch = std::mem::take(&mut *self.held.lock());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .blocking_send(batch)
             .map_err(|_| StreamEnd::ClientGone)
     }
 
     /// Sends from async code; waits while the client is slow.
     pub async fn send(&self, item: T) -> Result<(), StreamEnd> {
         self.tx
-            .send(Ok(item))
+            .send(vec![Ok(item)])
             .await
             .map_err(|_| StreamEnd::ClientGone)
     }
@@ -281,7 +313,8 @@ impl<T> Sink<T> {
 }
 
 /// The items of a running stream: responses, then possibly one final error.
-pub type ItemStream<T> = ReceiverStream<Result<T, ServiceError>>;
+pub type ItemStream<T> =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<T, ServiceError>> + Send + 'static>>;
 
 impl Rpc {
     /// A gRPC call: counted as started now.
@@ -391,7 +424,10 @@ impl Rpc {
     /// outcome is recorded when the producer ends.
     pub fn run<T: Send + 'static>(self, producer: Producer<T>) -> ItemStream<T> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let sink = Sink { tx: tx.clone() };
+        let sink = Sink {
+            tx: tx.clone(),
+            held: Default::default(),
+        };
         let span = self.span.clone();
         match producer {
             Producer::Blocking(produce) => {
@@ -399,12 +435,16 @@ impl Rpc {
                     span.in_scope(|| {
                         // A panic must end the stream with an error, never look like a
                         // complete result.
-                        std::panic::catch_unwind(AssertUnwindSafe(|| produce(&sink)))
-                            .unwrap_or_else(|_| {
-                                Err(StreamEnd::Failed(error::internal(
-                                    "the server failed while producing this stream",
-                                )))
-                            })
+                        std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            // What was produced before a failure is still sent, then the error.
+                            let produced = produce(&sink);
+                            sink.flush_blocking().and(produced)
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(StreamEnd::Failed(error::internal(
+                                "the server failed while producing this stream",
+                            )))
+                        })
                     })
                 });
                 tokio::spawn(async move {
@@ -424,13 +464,16 @@ impl Rpc {
                 });
             }
         }
-        ReceiverStream::new(rx)
+        Box::pin(futures_util::StreamExt::flat_map(
+            ReceiverStream::new(rx),
+            tokio_stream::iter,
+        ))
     }
 
     async fn end_stream<T>(
         self,
         end: Result<(), StreamEnd>,
-        tx: mpsc::Sender<Result<T, ServiceError>>,
+        tx: mpsc::Sender<Vec<Result<T, ServiceError>>>,
     ) {
         match end {
             Ok(()) => self.finish(Code::Ok),
@@ -438,7 +481,7 @@ impl Rpc {
             Err(StreamEnd::Failed(e)) => {
                 let e = self.fail(e);
                 // The client may be gone already; then there is nobody to tell.
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(vec![Err(e)]).await;
             }
         }
     }
