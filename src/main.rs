@@ -11,6 +11,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tessera::cli;
 
+/// mimalloc instead of the system allocator: evaluation allocates many small, short-lived
+/// strings and maps per request from several threads, where glibc's allocator spent up to
+/// 40 % of a bulk check's time (BENCHMARKS.md, "The physical floor").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tessera: a Zanzibar-style relationship-based authorization engine.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about, long_about = None)]
