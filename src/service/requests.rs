@@ -1140,6 +1140,68 @@ mod tests {
     }
 
     #[test]
+    fn bulk_checks_share_runs_but_answer_each_item_alone() {
+        let t = tessera();
+        let auth = Auth::insecure();
+        let caller = Caller::anonymous();
+        let item = |doc: &str, perm: &str, user: &str| {
+            Ok(CheckItem {
+                resource: ObjectRef::new("document", doc),
+                permission: perm.into(),
+                subject: SubjectRef::new("user", user, None),
+                context: Context::new(),
+            })
+        };
+        let untranslatable = ServiceError::new(ErrorKind::InvalidArgument, "bad item");
+        let items = vec![
+            item("a", "view", "x"),
+            item("b", "edit", "x"),
+            // A name the schema lacks fails alone, between items of the same subject.
+            item("a", "nonexistent", "x"),
+            Err(untranslatable),
+            item("c", "view", "x"),
+            // Another subject, then the first one again: each gets its own answers.
+            item("c", "view", "y"),
+            item("a", "view", "y"),
+            item("b", "view", "x"),
+        ];
+        let result = t
+            .execute(
+                &auth,
+                &caller,
+                CheckBulk {
+                    consistency: Consistency::FullyConsistent,
+                    items,
+                    with_tracing: false,
+                    stop_after: None,
+                },
+            )
+            .unwrap();
+        let answers: Vec<Result<bool, ErrorKind>> = result
+            .answers
+            .iter()
+            .map(|a| {
+                a.as_ref()
+                    .map(|a| a.outcome == CheckOutcome::Has)
+                    .map_err(|e| e.kind)
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                Ok(true),
+                Ok(true),
+                Err(ErrorKind::FailedPrecondition),
+                Err(ErrorKind::InvalidArgument),
+                Ok(false),
+                Ok(true),
+                Ok(false),
+                Ok(true),
+            ]
+        );
+    }
+
+    #[test]
     fn action_search_pages_by_name() {
         let t = tessera();
         let auth = Auth::insecure();
