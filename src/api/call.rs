@@ -117,12 +117,17 @@ impl Backend {
     }
 
     /// The one authorized path: runs `request` for `caller` through [`Tessera::execute`]
-    /// (limits, the capability table, the operation) on the blocking pool.
+    /// (limits, the capability table, the operation) on the blocking pool — or right here on
+    /// the async worker when the service says it is short and its reads are local
+    /// ([`Tessera::runs_inline`]).
     pub async fn execute<R: service::Request>(
         &self,
         caller: Caller,
         request: R,
     ) -> Result<R::Output, ServiceError> {
+        if self.tessera.runs_inline(&request) {
+            return self.tessera.execute(&self.auth, &caller, request);
+        }
         self.blocking(move |b| b.tessera.execute(&b.auth, &caller, request))
             .await
     }

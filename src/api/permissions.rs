@@ -145,6 +145,9 @@ impl service::Request for TracedCheck {
     fn operation(&self) -> crate::auth::Operation {
         self.0.operation()
     }
+    fn short(&self) -> bool {
+        self.0.short()
+    }
     fn run(self, t: &service::Tessera, caller: &Caller) -> Result<Self::Output, ServiceError> {
         let item = self.0.item.clone();
         Ok((self.0.run(t, caller)?, item))

@@ -315,6 +315,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_MAX_CAVEAT_CONTEXT_BYTES", value_name = "BYTES")]
     pub max_caveat_context_bytes: Option<usize>,
 
+    /// Answer single checks on the server's async workers instead of handing each to the
+    /// blocking pool, when the datastore is the embedded RocksDB (never for PostgreSQL, whose
+    /// reads wait on the network) [default: true].
+    #[arg(long, env = "TESSERA_INLINE_CHECKS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub inline_checks: Option<bool>,
+
     /// Largest schema text WriteSchema and DiffSchema accept, in bytes [default: 1048576].
     #[arg(long, env = "TESSERA_SCHEMA_MAX_BYTES", value_name = "BYTES")]
     pub schema_max_bytes: Option<usize>,
@@ -410,6 +416,7 @@ struct FileConfig {
     http_max_body_bytes: Option<usize>,
     grpc_max_message_bytes: Option<usize>,
     max_caveat_context_bytes: Option<usize>,
+    inline_checks: Option<bool>,
     schema_max_bytes: Option<usize>,
     schema_max_definitions: Option<usize>,
     schema_max_relations_per_definition: Option<usize>,
@@ -573,6 +580,10 @@ impl ServeArgs {
             .max_caveat_context_bytes
             .or(file.max_caveat_context_bytes)
             .unwrap_or(defaults.max_caveat_context_bytes);
+        service.inline_checks = self
+            .inline_checks
+            .or(file.inline_checks)
+            .unwrap_or(defaults.inline_checks);
         let limits = &mut service.schema_limits;
         limits.max_source_bytes = self
             .schema_max_bytes

@@ -64,6 +64,9 @@ pub struct ServiceConfig {
     /// Largest caveat context stored with one relationship, in bytes of its compact JSON
     /// encoding (the reference's default: 4096).
     pub max_caveat_context_bytes: usize,
+    /// Run single checks on the transport's async worker instead of the blocking pool when
+    /// the store's reads are local (see [`Tessera::runs_inline`]).
+    pub inline_checks: bool,
 }
 
 impl Default for ServiceConfig {
@@ -79,6 +82,7 @@ impl Default for ServiceConfig {
             check_cache_entries: crate::engine::DEFAULT_CHECK_CACHE_ENTRIES,
             schema_limits: SchemaLimits::default(),
             max_caveat_context_bytes: 4096,
+            inline_checks: true,
         }
     }
 }
@@ -96,6 +100,13 @@ pub trait Request: Send + 'static {
     fn operation(&self) -> Operation;
     /// Runs the operation for an authorized caller.
     fn run(self, tessera: &Tessera, caller: &Caller) -> Result<Self::Output, ServiceError>;
+    /// True for a request that is short by construction (one check: bounded by the depth
+    /// limit, a handful of reads), which a transport may run on its async worker when the
+    /// store's reads are local ([`Tessera::runs_inline`]), saving the hand-off to the blocking
+    /// pool and back — on a small machine a large share of a check's cost.
+    fn short(&self) -> bool {
+        false
+    }
 }
 
 /// One snapshot of the store plus the schema in force at it.
@@ -287,6 +298,13 @@ impl Tessera {
     }
 
     /// Hits, misses and size of the shared check cache (for metrics).
+    /// Whether `request` may run on the calling async worker: it is short
+    /// ([`Request::short`]), the store's reads are local ([`Store::local_reads`]), and
+    /// [`ServiceConfig::inline_checks`] allows it.
+    pub fn runs_inline<R: Request>(&self, request: &R) -> bool {
+        self.config.inline_checks && request.short() && self.store.local_reads()
+    }
+
     pub fn check_cache_stats(&self) -> CheckCacheStats {
         self.check_cache.stats()
     }

@@ -365,6 +365,9 @@ impl Request for Check {
     fn operation(&self) -> Operation {
         Operation::Evaluate
     }
+    fn short(&self) -> bool {
+        true
+    }
     fn run(self, t: &Tessera, _: &Caller) -> Result<CheckResult, ServiceError> {
         let started = Instant::now();
         let view = t.view(self.consistency)?;
@@ -1199,6 +1202,37 @@ mod tests {
                 Ok(true),
             ]
         );
+    }
+
+    #[test]
+    fn only_single_checks_over_local_reads_run_inline() {
+        let check = Check {
+            consistency: Consistency::MinimizeLatency,
+            item: CheckItem {
+                resource: ObjectRef::new("document", "a"),
+                permission: "view".into(),
+                subject: SubjectRef::new("user", "x", None),
+                context: Context::new(),
+            },
+            with_tracing: false,
+        };
+        let bulk = CheckBulk {
+            consistency: Consistency::MinimizeLatency,
+            items: vec![],
+            with_tracing: false,
+            stop_after: None,
+        };
+        let t = tessera();
+        assert!(t.runs_inline(&check));
+        assert!(!t.runs_inline(&bulk));
+        let off = Tessera::new(
+            Arc::clone(t.store()),
+            ServiceConfig {
+                inline_checks: false,
+                ..ServiceConfig::default()
+            },
+        );
+        assert!(!off.runs_inline(&check));
     }
 
     #[test]

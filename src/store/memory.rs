@@ -777,6 +777,10 @@ impl Drop for GcTask {
 }
 
 impl Store for MemoryStore {
+    fn local_reads(&self) -> bool {
+        true
+    }
+
     fn head_revision(&self) -> Result<Revision, StoreError> {
         Ok(Revision(self.shared.data.read().head))
     }

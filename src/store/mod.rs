@@ -298,6 +298,14 @@ pub type SchemaCheck<'a> = &'a mut dyn FnMut(&dyn Snapshot) -> Result<(), StoreE
 
 /// A relationship store with revisions, atomic transactions and a change log.
 pub trait Store: Send + Sync {
+    /// True when reads are served inside this process (memory, or a local embedded database
+    /// and the page cache) in microseconds, never waiting on a network: then a short read-only
+    /// request may run on an async worker thread instead of the blocking pool
+    /// ([`crate::service::Tessera::runs_inline`]).
+    fn local_reads(&self) -> bool {
+        false
+    }
+
     /// The newest committed revision (`Revision::ZERO` for an empty store).
     fn head_revision(&self) -> Result<Revision, StoreError>;
 

@@ -52,6 +52,8 @@ fn nodes_on_one_database_share_revisions_data_and_schemas() {
     let uri = c.uri(&c.fresh_database());
     let a = PostgresStore::open(pg_support::options(&uri)).unwrap();
     let b = PostgresStore::open(pg_support::options(&uri)).unwrap();
+    // Reads wait on the network: requests must never run them on an async worker.
+    assert!(!a.local_reads());
     let r1 = touch(&a, &["doc:1#viewer@user:x"]);
     let r2 = touch(&b, &["doc:2#viewer@user:y"]);
     let r3 = a

@@ -833,6 +833,10 @@ impl WriteSession for RocksWrite<'_> {
 }
 
 impl Store for RocksStore {
+    fn local_reads(&self) -> bool {
+        true
+    }
+
     fn head_revision(&self) -> Result<Revision, StoreError> {
         Ok(self.inner.head())
     }
