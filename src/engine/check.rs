@@ -273,7 +273,12 @@ impl<'e, 'a> CheckRun<'e, 'a> {
     ) -> Result<CheckOutcome, EngineError> {
         let index = self.index;
         match &index.get(node).kind {
-            NodeKind::Relation(_) if self.indexed(node)? => self.eval_nested(node, id, depth),
+            NodeKind::Relation(_)
+                if index.get(node).nests
+                    && self.nested.covers(self.ev, &mut *self.reader, node)? =>
+            {
+                self.eval_nested(node, id, depth)
+            }
             NodeKind::Relation(_) => self.eval_relation(node, id, depth),
             NodeKind::Permission(rw) => self.eval_rewrite(rw, id, depth),
         }
@@ -366,18 +371,8 @@ impl<'e, 'a> CheckRun<'e, 'a> {
 
     /// A nesting relation with its index (`leopard.rs`): the subject's own relationships on
     /// the relation count where they are on `id` or on an object nested in it; irregular
-    /// objects among those add their irregular relationships, evaluated as usual.
-    /// Whether `node` is a nesting relation with a complete index in this snapshot. Kept out
-    /// of line (as is `eval_nested`) so the recursion's frames stay small.
-    #[inline(never)]
-    fn indexed(&mut self, node: NodeId) -> Result<bool, EngineError> {
-        Ok(self.index.get(node).nests
-            && self
-                .nested
-                .state(self.ev, &mut *self.reader, node)?
-                .is_some())
-    }
-
+    /// objects among those add their irregular relationships, evaluated as usual. Kept out of
+    /// line so the recursion's frames stay small.
     #[inline(never)]
     fn eval_nested(
         &mut self,

@@ -57,6 +57,18 @@ impl NestedIndex {
         self.states.insert(node, state.clone());
         Ok(state)
     }
+
+    /// Whether `node` is a nesting relation with a complete index in the snapshot. Kept out of
+    /// line so the evaluators' recursive frames stay small.
+    #[inline(never)]
+    pub(crate) fn covers(
+        &mut self,
+        ev: &Evaluator<'_>,
+        reader: &mut dyn SnapshotReader,
+        node: NodeId,
+    ) -> Result<bool, EngineError> {
+        Ok(self.state(ev, reader, node)?.is_some())
+    }
 }
 
 /// Whether `b` is nested in `a` (through fast edges; never true for `a == b`).

@@ -326,7 +326,12 @@ impl Run<'_, '_> {
     fn eval_node(&mut self, node: NodeId, id: &str, depth: u32) -> Result<SubjectSet, EngineError> {
         let index = self.index;
         match &index.get(node).kind {
-            NodeKind::Relation(_) if self.indexed(node)? => self.eval_nested(node, id, depth),
+            NodeKind::Relation(_)
+                if index.get(node).nests
+                    && self.nested.covers(self.ev, &mut *self.reader, node)? =>
+            {
+                self.eval_nested(node, id, depth)
+            }
             NodeKind::Relation(_) => self.eval_relation(node, id, depth),
             NodeKind::Permission(rw) => self.eval_rewrite(rw, id, depth),
         }
@@ -350,17 +355,6 @@ impl Run<'_, '_> {
             self.add_grant(&mut acc, grant, &rel, depth)?;
         }
         Ok(acc)
-    }
-
-    /// Whether `node` is a nesting relation with a complete index in this snapshot. Kept out
-    /// of line (as is `eval_nested`) so the recursion's frames stay small.
-    #[inline(never)]
-    fn indexed(&mut self, node: NodeId) -> Result<bool, EngineError> {
-        Ok(self.index.get(node).nests
-            && self
-                .nested
-                .state(self.ev, &mut *self.reader, node)?
-                .is_some())
     }
 
     /// A nesting relation with its index (`leopard.rs`): the union of what `id` and every
