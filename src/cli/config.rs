@@ -1022,6 +1022,34 @@ mod tests {
     }
 
     #[test]
+    fn inline_checks_from_flags_and_file() {
+        assert!(parse(&[]).resolve().unwrap().service.inline_checks);
+        assert!(
+            !parse(&["--inline-checks=false"])
+                .resolve()
+                .unwrap()
+                .service
+                .inline_checks
+        );
+        let (_dir, path) = write_config("inline-checks = false\n");
+        let config = path.to_str().unwrap();
+        assert!(
+            !parse(&["--config", config])
+                .resolve()
+                .unwrap()
+                .service
+                .inline_checks
+        );
+        assert!(
+            parse(&["--config", config, "--inline-checks"])
+                .resolve()
+                .unwrap()
+                .service
+                .inline_checks
+        );
+    }
+
+    #[test]
     fn insecure_flag_forms() {
         assert!(
             parse(&["--insecure-no-auth"])
