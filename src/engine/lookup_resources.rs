@@ -328,13 +328,10 @@ impl<'e, 'a> ResourceStream<'e, 'a> {
             };
             let rows = self
                 .reader
-                .reverse(subject, &plan.resource_type, relation, Some(page))?;
+                .reverse_ids(subject, &plan.resource_type, relation, page)?;
             state.exhausted = rows.len() < state.chunk;
             state.chunk = (state.chunk * 2).min(MAX_CHUNK);
-            for r in rows {
-                let plain = r.caveat.is_none();
-                state.buffer.push_back((r.resource.object_id, plain));
-            }
+            state.buffer.extend(rows);
         } else {
             // Rows of several subject relations: read whole, then merged by id.
             let rows = self

@@ -111,6 +111,7 @@ macro_rules! store_conformance_tests {
             special_characters_and_long_ids_round_trip
             wildcard_subjects_are_stored_and_queried
             reader_agrees_with_query_across_interleaved_reads
+            reader_pages_reverse_reads_in_id_order
             nested_group_index_follows_every_kind_of_write
             nested_group_index_is_built_and_dropped_with_the_schema
         );
@@ -2166,6 +2167,83 @@ pub fn reader_agrees_with_query_across_interleaved_reads(factory: &dyn StoreFact
         )),
         strings(&["document:readme#editor@user:zed"])
     );
+}
+
+/// A reader's reverse reads of one subject come page by page in resource id order, resuming
+/// strictly after the page's `after`, at the reader's revision and time (later writes,
+/// deletions and expired rows are not seen); `reverse_ids` gives the same pages reduced to ids
+/// and whether each row has no caveat.
+pub fn reader_pages_reverse_reads_in_id_order(factory: &dyn StoreFactory) {
+    let store = factory.new_store();
+    let ids = ["a", "b", "c", "d", "e", "f", "g"];
+    let texts_of = |id: &str| format!("document:{id}#viewer@user:alice");
+    let mut ops: Vec<(WriteOp, String)> = ids
+        .iter()
+        .map(|id| (WriteOp::Create, texts_of(id)))
+        .collect();
+    ops.push((
+        WriteOp::Create,
+        "document:c2#viewer@user:alice[tessera_test]".into(),
+    ));
+    ops.push((
+        WriteOp::Create,
+        "document:old#viewer@user:alice[expiration:2000-01-01T00:00:00Z]".into(),
+    ));
+    ops.push((WriteOp::Create, "document:x#viewer@user:bob".into()));
+    ops.push((WriteOp::Create, "document:y#editor@user:alice".into()));
+    let borrowed: Vec<(WriteOp, &str)> = ops.iter().map(|(o, t)| (*o, t.as_str())).collect();
+    let r1 = write(&*store, &borrowed);
+    // Later changes the snapshot at r1 must not see.
+    write(
+        &*store,
+        &[
+            (WriteOp::Delete, "document:b#viewer@user:alice"),
+            (WriteOp::Create, "document:bb#viewer@user:alice"),
+        ],
+    );
+    let s1 = snap(&*store, r1);
+    let alice = subject("user", Some("alice"), SubjectRelationFilter::Ellipsis);
+    let want: Vec<(String, bool)> = ["a", "b", "c", "c2", "d", "e", "f", "g"]
+        .iter()
+        .map(|id| (id.to_string(), *id != "c2"))
+        .collect();
+    for limit in [1, 2, 3, 100] {
+        let mut reader = s1.reader();
+        let (mut rows, mut ids_only) = (Vec::new(), Vec::new());
+        let mut after: Option<String> = None;
+        loop {
+            let page = super::ReversePage {
+                after: after.as_deref(),
+                limit,
+            };
+            let full = ok(
+                reader.reverse(&alice, "document", "viewer", Some(page)),
+                "reverse page",
+            );
+            let lean = ok(
+                reader.reverse_ids(&alice, "document", "viewer", page),
+                "reverse_ids page",
+            );
+            assert_eq!(
+                super::plain_ids(full.clone()),
+                lean,
+                "limit {limit} after {after:?}"
+            );
+            assert!(full.len() <= limit);
+            let done = full.len() < limit;
+            after = full.last().map(|r| r.resource.object_id.clone());
+            rows.extend(full);
+            ids_only.extend(lean);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(ids_only, want, "limit {limit}");
+        assert!(
+            rows.iter()
+                .all(|r| r.relation == "viewer" && r.subject.object.object_id == "alice")
+        );
+    }
 }
 
 fn subject_only(t: &str, id: &str) -> RelationshipFilter {

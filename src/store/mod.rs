@@ -232,6 +232,33 @@ pub trait SnapshotReader {
         relation: &str,
         page: Option<ReversePage<'_>>,
     ) -> Result<Vec<Relationship>, StoreError>;
+
+    /// One page of [`SnapshotReader::reverse`] reduced to what a lookup streams: each row's
+    /// resource id and whether it has no caveat. Stores may skip decoding the rest.
+    fn reverse_ids(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+        page: ReversePage<'_>,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        Ok(plain_ids(self.reverse(
+            subject,
+            resource_type,
+            relation,
+            Some(page),
+        )?))
+    }
+}
+
+/// Relationships reduced to their resource ids and whether each has no caveat.
+pub(crate) fn plain_ids(rows: Vec<Relationship>) -> Vec<(String, bool)> {
+    rows.into_iter()
+        .map(|r| {
+            let plain = r.caveat.is_none();
+            (r.resource.object_id, plain)
+        })
+        .collect()
 }
 
 /// A page of a [`SnapshotReader::reverse`] read in resource id order.

@@ -81,16 +81,22 @@ impl<'a> Reader<'a> {
     }
 
     fn string(&mut self) -> Result<String, StoreError> {
+        // Copies the runs between escapes whole (names and ids rarely hold a zero byte, so
+        // this is usually one copy into an exactly sized buffer).
         let mut out = Vec::new();
         loop {
-            let b = *self.buf.get(self.pos).ok_or_else(|| corrupt(self.what))?;
-            self.pos += 1;
-            if b != ESCAPE {
-                out.push(b);
-                continue;
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            let run = rest
+                .iter()
+                .position(|&b| b == ESCAPE)
+                .ok_or_else(|| corrupt(self.what))?;
+            let next = *rest.get(run + 1).ok_or_else(|| corrupt(self.what))?;
+            if out.is_empty() && next == TERMINATOR {
+                out = rest[..run].to_vec();
+            } else {
+                out.extend_from_slice(&rest[..run]);
             }
-            let next = *self.buf.get(self.pos).ok_or_else(|| corrupt(self.what))?;
-            self.pos += 1;
+            self.pos += run + 2;
             match next {
                 ESCAPED_ZERO => out.push(ESCAPE),
                 TERMINATOR => break,
@@ -98,6 +104,24 @@ impl<'a> Reader<'a> {
             }
         }
         String::from_utf8(out).map_err(|_| corrupt(self.what))
+    }
+
+    /// Moves past one string without decoding it.
+    fn skip_string(&mut self) -> Result<(), StoreError> {
+        loop {
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            let run = rest
+                .iter()
+                .position(|&b| b == ESCAPE)
+                .ok_or_else(|| corrupt(self.what))?;
+            let next = *rest.get(run + 1).ok_or_else(|| corrupt(self.what))?;
+            self.pos += run + 2;
+            match next {
+                ESCAPED_ZERO => {}
+                TERMINATOR => return Ok(()),
+                _ => return Err(corrupt(self.what)),
+            }
+        }
     }
 
     fn subject_relation(&mut self) -> Result<Option<String>, StoreError> {
@@ -216,6 +240,25 @@ pub fn decode_reverse_identity(identity: &[u8]) -> Result<RelationshipKey, Store
             relation: subject_relation,
         },
     })
+}
+
+/// The resource id of a reverse identity, without decoding the rest.
+pub fn decode_reverse_resource_id(identity: &[u8]) -> Result<String, StoreError> {
+    let mut r = Reader::new(identity, "reverse");
+    r.skip_string()?; // subject type
+    r.skip_string()?; // subject id
+    let tag = *r.buf.get(r.pos).ok_or_else(|| corrupt(r.what))?;
+    r.pos += 1;
+    match tag {
+        ELLIPSIS_TAG => {}
+        RELATION_TAG => r.skip_string()?,
+        _ => return Err(corrupt(r.what)),
+    }
+    r.skip_string()?; // resource type
+    r.skip_string()?; // relation
+    let resource_id = r.string()?;
+    r.finish()?;
+    Ok(resource_id)
 }
 
 /// Decodes a full forward key (identity and version).
@@ -402,7 +445,16 @@ mod tests {
         #[test]
         fn reverse_round_trips(k in any_key()) {
             let id = reverse_identity(&k);
+            prop_assert_eq!(
+                decode_reverse_resource_id(&id).unwrap(),
+                k.resource.object_id.clone()
+            );
             prop_assert_eq!(decode_reverse_identity(&id).unwrap(), k);
+            // A truncated or extended identity is corrupt, never a wrong id.
+            prop_assert!(decode_reverse_resource_id(&id[..id.len() - 1]).is_err());
+            let mut longer = id.clone();
+            longer.push(b'x');
+            prop_assert!(decode_reverse_resource_id(&longer).is_err());
         }
 
         /// Byte order of encodings equals the query order of relationship keys (the derived

@@ -339,6 +339,57 @@ impl SnapshotReader for RocksReader<'_> {
         relation: &str,
         page: Option<ReversePage<'_>>,
     ) -> Result<Vec<Relationship>, StoreError> {
+        let scan = self.reverse_scan(subject, resource_type, relation, page)?;
+        match page {
+            None => scan.collect(),
+            Some(p) => p.apply(scan),
+        }
+    }
+
+    fn reverse_ids(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+        page: ReversePage<'_>,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        let exact = subject.subject_id.is_some() && subject.relation != SubjectRelationFilter::Any;
+        if !exact {
+            return Ok(crate::store::plain_ids(self.reverse(
+                subject,
+                resource_type,
+                relation,
+                Some(page),
+            )?));
+        }
+        // The prefix pins everything but the resource id, so every row matches: decode only
+        // the id (skipping five strings) instead of a whole relationship.
+        let mut scan = self.reverse_scan(subject, resource_type, relation, Some(page))?;
+        let mut out = Vec::new();
+        while out.len() < page.limit {
+            let row = scan.step_with(|identity, attrs| {
+                Ok(Some((
+                    keys::decode_reverse_resource_id(identity)?,
+                    attrs.caveat.is_none(),
+                )))
+            })?;
+            let Some(row) = row else { break };
+            out.push(row);
+        }
+        Ok(out)
+    }
+}
+
+impl<'a> RocksReader<'a> {
+    /// A scan of the reverse index over `subject`'s rows on `resource_type#relation`, from
+    /// the page's position (past every version of its `after` when the subject is exact).
+    fn reverse_scan<'s, 'p>(
+        &'s mut self,
+        subject: &'p SubjectFilter,
+        resource_type: &'p str,
+        relation: &'p str,
+        page: Option<ReversePage<'_>>,
+    ) -> Result<Scan<'a, 'p, &'s mut DBRawIterator<'a>>, StoreError> {
         let snapshot = self.snapshot;
         let prefix = reverse_prefix(subject, Some(resource_type), Some(relation));
         // With one subject and subject relation the prefix ends at the resource id, so the
@@ -352,39 +403,33 @@ impl SnapshotReader for RocksReader<'_> {
             }
             _ => prefix.clone(),
         };
-        let it = match &mut self.reverse {
-            Some(it) => it,
-            None => {
-                let handle = snapshot.inner.cf(CF_REVERSE)?;
-                self.reverse.insert(
-                    snapshot
-                        .inner
-                        .db
-                        .raw_iterator_cf_opt(handle, Inner::scan_options(None)),
-                )
-            }
-        };
+        if self.reverse.is_none() {
+            let handle = snapshot.inner.cf(CF_REVERSE)?;
+            self.reverse = Some(
+                snapshot
+                    .inner
+                    .db
+                    .raw_iterator_cf_opt(handle, Inner::scan_options(None)),
+            );
+        }
+        let it = self.reverse.as_mut().expect("opened above");
         it.seek(&start);
         snapshot.guard()?;
-        let scan = Scan {
+        Ok(Scan {
             it,
             prefix,
             single_identity: false,
             revision: snapshot.revision,
             now: snapshot.now,
             decode: keys::decode_reverse_identity,
-            predicate: Box::new(|r| {
+            predicate: Box::new(move |r| {
                 subject.matches(&r.subject)
                     && r.resource.object_type == resource_type
                     && r.relation == relation
             }),
             finished: false,
             iterator_lifetime: std::marker::PhantomData,
-        };
-        match page {
-            None => scan.collect(),
-            Some(p) => p.apply(scan),
-        }
+        })
     }
 }
 
@@ -419,6 +464,24 @@ impl<'a, I: BorrowMut<DBRawIterator<'a>>> Scan<'a, '_, I> {
     }
 
     fn step(&mut self) -> Result<Option<Relationship>, StoreError> {
+        let decode = self.decode;
+        // The predicate is moved out for the call (the visitor may not borrow the scan).
+        let predicate = std::mem::replace(&mut self.predicate, Box::new(|_| true));
+        let found = self.step_with(|identity, attrs| {
+            let rel = attrs.into_relationship(decode(identity)?);
+            Ok(predicate(&rel).then_some(rel))
+        });
+        self.predicate = predicate;
+        found
+    }
+
+    /// The next visible version's identity and attributes, as `visit` makes them: the one
+    /// place that decides which versions a snapshot sees (not written after its revision,
+    /// not deleted, not expired at its time). `visit` returns `None` to skip a row.
+    fn step_with<T>(
+        &mut self,
+        mut visit: impl FnMut(&[u8], codec::Attributes) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         loop {
             if self.finished {
                 return Ok(None);
@@ -449,9 +512,8 @@ impl<'a, I: BorrowMut<DBRawIterator<'a>>> Scan<'a, '_, I> {
             if attrs.is_expired_at(self.now) {
                 continue;
             }
-            let rel = attrs.into_relationship((self.decode)(&identity)?);
-            if (self.predicate)(&rel) {
-                return Ok(Some(rel));
+            if let Some(found) = visit(&identity, attrs)? {
+                return Ok(Some(found));
             }
         }
     }
