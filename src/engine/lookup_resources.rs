@@ -50,7 +50,7 @@ use crate::store::leopard::IndexState;
 use crate::store::{ReversePage, SnapshotReader};
 
 /// The first read of a stream: small, so the first result comes fast.
-const FIRST_CHUNK: usize = 16;
+const FIRST_CHUNK: usize = 4;
 /// Later reads double up to this many relationships.
 const MAX_CHUNK: usize = 1024;
 
