@@ -21,9 +21,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
@@ -32,10 +31,9 @@ use crate::service::{self, ErrorKind, ServiceError, Tessera};
 
 use super::error;
 
-/// How many batches of responses (of at most [`SINK_BATCH`]) a stream may buffer ahead of a
-/// slow client before its producer waits: with the batch the producer holds, at most 128
-/// responses per stream wait in memory.
-const STREAM_BUFFER: usize = 1;
+/// How many responses a stream may buffer ahead of a slow client before its producer waits.
+/// The transport takes them all at once, so at most twice this many are in memory per stream.
+const STREAM_BUFFER: usize = 64;
 
 /// The service, the authenticator and the server's shutdown signal, shared by all handlers.
 #[derive(Clone)]
@@ -247,6 +245,7 @@ pub struct Rpc {
 }
 
 /// Why a stream's producer stopped early.
+#[derive(Debug)]
 pub enum StreamEnd {
     /// The request failed; the error ends the stream.
     Failed(ServiceError),
@@ -260,60 +259,162 @@ impl From<ServiceError> for StreamEnd {
     }
 }
 
-/// Most responses a blocking producer gathers into one batch for the channel.
-const SINK_BATCH: usize = 64;
+/// The buffer between a stream's producer and the transport. Unlike a channel of single
+/// responses, the transport takes everything buffered at once and is woken only when it is
+/// waiting: a producer running ahead costs one wake-up per batch it hands over, not one per
+/// response, while every response is available to the transport as soon as it is produced.
+struct Pipe<T> {
+    state: parking_lot::Mutex<PipeState<T>>,
+    /// Wakes a blocking producer waiting for room (or for the client to leave).
+    room: parking_lot::Condvar,
+    /// Wakes an async producer waiting for room, or waiting for the client to leave.
+    room_async: tokio::sync::Notify,
+    /// Wakes the transport when responses arrive or the producer ends.
+    ready: futures_util::task::AtomicWaker,
+}
+
+struct PipeState<T> {
+    items: Vec<Result<T, ServiceError>>,
+    /// The producer has ended (after its final error, if any).
+    ended: bool,
+    /// The client (the transport's stream) is gone.
+    gone: bool,
+}
+
+impl<T> Pipe<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Pipe {
+            state: parking_lot::Mutex::new(PipeState {
+                items: Vec::new(),
+                ended: false,
+                gone: false,
+            }),
+            room: parking_lot::Condvar::new(),
+            room_async: tokio::sync::Notify::new(),
+            ready: futures_util::task::AtomicWaker::new(),
+        })
+    }
+
+    /// Ends the stream, after `last` (its final error) when there is one. Never waits.
+    fn finish(&self, last: Option<ServiceError>) {
+        let mut state = self.state.lock();
+        if let Some(e) = last
+            && !state.gone
+        {
+            state.items.push(Err(e));
+        }
+        state.ended = true;
+        drop(state);
+        self.ready.wake();
+    }
+}
 
 /// The sending side of a server stream.
-///
-/// A blocking producer's items travel in batches: an item is held back while the consumer
-/// still has earlier batches to send (so waking it again would only cost a context switch)
-/// and handed over as soon as the consumer has drained the channel, or the batch is full.
-/// The first response of a stream therefore leaves at once, and a long stream costs one
-/// hand-over per batch instead of one per response.
 pub struct Sink<T> {
-    tx: mpsc::Sender<Vec<Result<T, ServiceError>>>,
-    held: parking_lot::Mutex<Vec<Result<T, ServiceError>>>,
+    pipe: Arc<Pipe<T>>,
 }
 
 impl<T> Sink<T> {
     /// Sends from blocking code; waits while the client is slow.
     pub fn send_blocking(&self, item: T) -> Result<(), StreamEnd> {
-        let batch = {
-            let mut held = self.held.lock();
-            held.push(Ok(item));
-            let idle = self.tx.capacity() == self.tx.max_capacity();
-            if held.len() < SINK_BATCH && !idle {
-                return Ok(());
-            }
-            std::mem::take(&mut *held)
-        };
-        self.tx
-            .blocking_send(batch)
-            .map_err(|_| StreamEnd::ClientGone)
-    }
-
-    /// Hands over what a blocking producer still holds (when it has finished).
-    fn flush_blocking(&self) -> Result<(), StreamEnd> {
-        let batch = std::mem::take(&mut *self.held.lock());
-        if batch.is_empty() {
-            return Ok(());
+        let mut state = self.pipe.state.lock();
+        while !state.gone && state.items.len() >= STREAM_BUFFER {
+            self.pipe.room.wait(&mut state);
         }
-        self.tx
-            .blocking_send(batch)
-            .map_err(|_| StreamEnd::ClientGone)
+        if state.gone {
+            return Err(StreamEnd::ClientGone);
+        }
+        state.items.push(Ok(item));
+        drop(state);
+        self.pipe.ready.wake();
+        Ok(())
     }
 
     /// Sends from async code; waits while the client is slow.
     pub async fn send(&self, item: T) -> Result<(), StreamEnd> {
-        self.tx
-            .send(vec![Ok(item)])
-            .await
-            .map_err(|_| StreamEnd::ClientGone)
+        let mut item = Some(item);
+        loop {
+            let notified = self.pipe.room_async.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a wake-up between the look and the wait counts.
+            notified.as_mut().enable();
+            {
+                let mut state = self.pipe.state.lock();
+                if state.gone {
+                    return Err(StreamEnd::ClientGone);
+                }
+                if state.items.len() < STREAM_BUFFER {
+                    state.items.extend(item.take().map(Ok));
+                    drop(state);
+                    self.pipe.ready.wake();
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
     }
 
     /// Resolves once the client has gone away.
     pub async fn closed(&self) {
-        self.tx.closed().await
+        loop {
+            let notified = self.pipe.room_async.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.pipe.state.lock().gone {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The transport's side of a [`Pipe`]: yields the responses in order, taking all that are
+/// buffered at once.
+struct PipeStream<T> {
+    pipe: Arc<Pipe<T>>,
+    batch: std::vec::IntoIter<Result<T, ServiceError>>,
+}
+
+// Nothing in it is pinned: the batch and the shared pipe move freely.
+impl<T> Unpin for PipeStream<T> {}
+
+impl<T> tokio_stream::Stream for PipeStream<T> {
+    type Item = Result<T, ServiceError>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(item) = this.batch.next() {
+            return Poll::Ready(Some(item));
+        }
+        this.pipe.ready.register(cx.waker());
+        let mut state = this.pipe.state.lock();
+        if !state.items.is_empty() {
+            let taken = std::mem::take(&mut state.items);
+            drop(state);
+            this.pipe.room.notify_all();
+            this.pipe.room_async.notify_waiters();
+            this.batch = taken.into_iter();
+            return Poll::Ready(this.batch.next());
+        }
+        if state.ended {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for PipeStream<T> {
+    fn drop(&mut self) {
+        let mut state = self.pipe.state.lock();
+        state.gone = true;
+        state.items.clear();
+        drop(state);
+        self.pipe.room.notify_all();
+        self.pipe.room_async.notify_waiters();
     }
 }
 
@@ -428,11 +529,11 @@ impl Rpc {
     /// returned stream yields its items and, when it fails, one final error. The call's
     /// outcome is recorded when the producer ends.
     pub fn run<T: Send + 'static>(self, producer: Producer<T>) -> ItemStream<T> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let pipe = Pipe::new();
         let sink = Sink {
-            tx: tx.clone(),
-            held: Default::default(),
+            pipe: Arc::clone(&pipe),
         };
+        let end = Arc::clone(&pipe);
         let span = self.span.clone();
         match producer {
             Producer::Blocking(produce) => {
@@ -440,54 +541,171 @@ impl Rpc {
                     span.in_scope(|| {
                         // A panic must end the stream with an error, never look like a
                         // complete result.
-                        std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            // What was produced before a failure is still sent, then the error.
-                            let produced = produce(&sink);
-                            sink.flush_blocking().and(produced)
-                        }))
-                        .unwrap_or_else(|_| {
-                            Err(StreamEnd::Failed(error::internal(
-                                "the server failed while producing this stream",
-                            )))
-                        })
+                        std::panic::catch_unwind(AssertUnwindSafe(|| produce(&sink)))
+                            .unwrap_or_else(|_| {
+                                Err(StreamEnd::Failed(error::internal(
+                                    "the server failed while producing this stream",
+                                )))
+                            })
                     })
                 });
                 tokio::spawn(async move {
-                    let end = task
+                    let result = task
                         .await
                         .unwrap_or_else(|e| Err(StreamEnd::Failed(error::join(e))));
-                    self.end_stream(end, tx).await;
+                    self.end_stream(result, &end);
                 });
             }
             Producer::Async(produce) => {
                 let task = tokio::spawn(produce(sink).instrument(span));
                 tokio::spawn(async move {
-                    let end = task
+                    let result = task
                         .await
                         .unwrap_or_else(|e| Err(StreamEnd::Failed(error::join(e))));
-                    self.end_stream(end, tx).await;
+                    self.end_stream(result, &end);
                 });
             }
         }
-        Box::pin(futures_util::StreamExt::flat_map(
-            ReceiverStream::new(rx),
-            tokio_stream::iter,
-        ))
+        Box::pin(PipeStream {
+            pipe,
+            batch: Vec::new().into_iter(),
+        })
     }
 
-    async fn end_stream<T>(
-        self,
-        end: Result<(), StreamEnd>,
-        tx: mpsc::Sender<Vec<Result<T, ServiceError>>>,
-    ) {
+    fn end_stream<T>(self, end: Result<(), StreamEnd>, pipe: &Pipe<T>) {
         match end {
-            Ok(()) => self.finish(Code::Ok),
-            Err(StreamEnd::ClientGone) => self.finish(Code::Cancelled),
-            Err(StreamEnd::Failed(e)) => {
-                let e = self.fail(e);
-                // The client may be gone already; then there is nobody to tell.
-                let _ = tx.send(vec![Err(e)]).await;
+            Ok(()) => {
+                self.finish(Code::Ok);
+                pipe.finish(None);
             }
+            Err(StreamEnd::ClientGone) => {
+                self.finish(Code::Cancelled);
+                pipe.finish(None);
+            }
+            // The client may be gone already; then there is nobody to tell.
+            Err(StreamEnd::Failed(e)) => pipe.finish(Some(self.fail(e))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pipe() -> (Sink<u32>, Arc<Pipe<u32>>, PipeStream<u32>) {
+        let pipe = Pipe::new();
+        let stream = PipeStream {
+            pipe: Arc::clone(&pipe),
+            batch: Vec::new().into_iter(),
+        };
+        let sink = Sink {
+            pipe: Arc::clone(&pipe),
+        };
+        (sink, pipe, stream)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_response_arrives_in_order_then_the_final_error() {
+        let rt = runtime();
+        let (sink, pipe, mut stream) = pipe();
+        let producer = std::thread::spawn(move || {
+            for i in 0..1000 {
+                sink.send_blocking(i).unwrap();
+            }
+            pipe.finish(Some(ServiceError::new(ErrorKind::Internal, "the end")));
+        });
+        let got: Vec<Result<u32, ServiceError>> =
+            rt.block_on(async { (&mut stream).collect().await });
+        producer.join().unwrap();
+        let (ok, errors): (Vec<_>, Vec<_>) = got.into_iter().partition(Result::is_ok);
+        let ok: Vec<u32> = ok.into_iter().map(Result::unwrap).collect();
+        assert_eq!(ok, (0..1000).collect::<Vec<_>>());
+        assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn a_response_is_not_held_back_until_the_next_one() {
+        // The producer sends a burst, then works for a long time: what it sent must reach
+        // the transport at once, not after the next response.
+        let rt = runtime();
+        let (sink, pipe, mut stream) = pipe();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let producer = std::thread::spawn(move || {
+            for i in 0..200 {
+                sink.send_blocking(i).unwrap();
+            }
+            // "Long work", until the test has seen every response.
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            pipe.finish(None);
+        });
+        let seen = rt.block_on(async {
+            let mut seen = Vec::new();
+            while seen.len() < 200 {
+                let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                    .await
+                    .expect("a sent response must arrive while the producer works");
+                seen.push(next.unwrap().unwrap());
+            }
+            seen
+        });
+        done_tx.send(()).unwrap();
+        producer.join().unwrap();
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_producer_waiting_for_room_learns_the_client_left() {
+        let (sink, _pipe, stream) = pipe();
+        let producer = std::thread::spawn(move || {
+            let mut sent = 0;
+            loop {
+                match sink.send_blocking(sent) {
+                    Ok(()) => sent += 1,
+                    Err(StreamEnd::ClientGone) => return sent,
+                    Err(StreamEnd::Failed(e)) => panic!("{e:?}"),
+                }
+            }
+        });
+        // Nobody reads: the producer fills the buffer and waits; then the client leaves.
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stream);
+        let sent = producer.join().unwrap();
+        assert_eq!(
+            sent, STREAM_BUFFER as u32,
+            "the buffer bounds what waits in memory"
+        );
+    }
+
+    #[test]
+    fn async_producers_wait_for_room_and_see_the_client_leave() {
+        let rt = runtime();
+        let (sink, _pipe, mut stream) = pipe();
+        rt.block_on(async move {
+            let producer = tokio::spawn(async move {
+                for i in 0..(STREAM_BUFFER as u32 * 3) {
+                    sink.send(i).await.unwrap();
+                }
+                sink.closed().await;
+                sink.send(0).await
+            });
+            for i in 0..(STREAM_BUFFER as u32 * 3) {
+                assert_eq!(stream.next().await.unwrap().unwrap(), i);
+            }
+            drop(stream);
+            let last = tokio::time::timeout(Duration::from_secs(5), producer)
+                .await
+                .expect("closed() resolves when the client leaves")
+                .unwrap();
+            assert!(matches!(last, Err(StreamEnd::ClientGone)));
+        });
     }
 }
