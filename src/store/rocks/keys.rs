@@ -80,23 +80,29 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0, what }
     }
 
+    /// The bytes up to the next escape and the byte after it, moving past both.
+    fn run(&mut self) -> Result<(&'a [u8], u8), StoreError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|&b| b == ESCAPE)
+            .ok_or_else(|| corrupt(self.what))?;
+        let next = *rest.get(len + 1).ok_or_else(|| corrupt(self.what))?;
+        self.pos += len + 2;
+        Ok((&rest[..len], next))
+    }
+
     fn string(&mut self) -> Result<String, StoreError> {
         // Copies the runs between escapes whole (names and ids rarely hold a zero byte, so
         // this is usually one copy into an exactly sized buffer).
         let mut out = Vec::new();
         loop {
-            let rest = self.buf.get(self.pos..).unwrap_or_default();
-            let run = rest
-                .iter()
-                .position(|&b| b == ESCAPE)
-                .ok_or_else(|| corrupt(self.what))?;
-            let next = *rest.get(run + 1).ok_or_else(|| corrupt(self.what))?;
+            let (run, next) = self.run()?;
             if out.is_empty() && next == TERMINATOR {
-                out = rest[..run].to_vec();
-            } else {
-                out.extend_from_slice(&rest[..run]);
+                out = run.to_vec();
+                break;
             }
-            self.pos += run + 2;
+            out.extend_from_slice(run);
             match next {
                 ESCAPED_ZERO => out.push(ESCAPE),
                 TERMINATOR => break,
@@ -109,14 +115,7 @@ impl<'a> Reader<'a> {
     /// Moves past one string without decoding it.
     fn skip_string(&mut self) -> Result<(), StoreError> {
         loop {
-            let rest = self.buf.get(self.pos..).unwrap_or_default();
-            let run = rest
-                .iter()
-                .position(|&b| b == ESCAPE)
-                .ok_or_else(|| corrupt(self.what))?;
-            let next = *rest.get(run + 1).ok_or_else(|| corrupt(self.what))?;
-            self.pos += run + 2;
-            match next {
+            match self.run()?.1 {
                 ESCAPED_ZERO => {}
                 TERMINATOR => return Ok(()),
                 _ => return Err(corrupt(self.what)),
