@@ -297,7 +297,6 @@ impl Tessera {
         &self.config
     }
 
-    /// Hits, misses and size of the shared check cache (for metrics).
     /// Whether `request` may run on the calling async worker: it is short
     /// ([`Request::short`]), the store's reads are local ([`Store::local_reads`]), and
     /// [`ServiceConfig::inline_checks`] allows it.
@@ -305,6 +304,7 @@ impl Tessera {
         self.config.inline_checks && request.short() && self.store.local_reads()
     }
 
+    /// Hits, misses and size of the shared check cache (for metrics).
     pub fn check_cache_stats(&self) -> CheckCacheStats {
         self.check_cache.stats()
     }
