@@ -493,6 +493,16 @@ pub struct LookupPage<T> {
 }
 
 impl LookupResources {
+    /// The key of this request's suspended lookups (`lookups.rs`).
+    fn cache_key(&self) -> String {
+        super::lookups::request_key(&[
+            &self.resource_type,
+            &self.permission,
+            &self.subject.to_string(),
+            &serde_json::Value::Object(self.context.clone()).to_string(),
+        ])
+    }
+
     fn fingerprint(&self) -> u64 {
         let fp = Fingerprint::new(CursorKind::LookupResources)
             .str(&self.resource_type)
@@ -512,11 +522,12 @@ impl Request for LookupResources {
     fn run(self, t: &Tessera, _: &Caller) -> Result<ResourcePages, ServiceError> {
         const KIND: CursorKind = CursorKind::LookupResources;
         let fingerprint = self.fingerprint();
+        let request = self.cache_key();
         let (cursor, after) = lookup_position(self.cursor.as_ref(), KIND, fingerprint)?;
         let view = paged_view(t, cursor.as_ref(), self.consistency)?;
         let resumed = after
             .as_deref()
-            .and_then(|a| t.lookups.take_resources(view.revision(), fingerprint, a));
+            .and_then(|a| t.lookups.take_resources(view.revision(), &request, a));
         let lookup = match resumed {
             Some(lookup) => lookup,
             None => t.plan_lookup_resources(
@@ -533,6 +544,7 @@ impl Request for LookupResources {
             context: self.context,
             limit: self.limit,
             fingerprint,
+            request,
             lookup,
         })
     }
@@ -546,6 +558,8 @@ pub struct ResourcePages {
     context: Context,
     limit: Option<usize>,
     fingerprint: u64,
+    /// The key of its suspension between pages (`LookupResources::cache_key`).
+    request: String,
     lookup: SuspendedLookup,
 }
 
@@ -580,7 +594,7 @@ impl ResourcePages {
                     .is_some();
                 if more {
                     t.lookups
-                        .put_resources(revision, self.fingerprint, stream.suspend());
+                        .put_resources(revision, &self.request, stream.suspend());
                 }
                 return Ok(more);
             }
@@ -651,13 +665,21 @@ impl Request for LookupSubjects {
                 "concrete"
             });
         let fp = context_fingerprint(fp, &self.context).finish();
+        // What the result depends on (not the page size or the wildcard choice).
+        let request = super::lookups::request_key(&[
+            &self.resource.to_string(),
+            &self.permission,
+            &self.subject_type,
+            self.subject_relation.as_deref().unwrap_or("..."),
+            &serde_json::Value::Object(self.context.clone()).to_string(),
+        ]);
         let (cursor, after) = lookup_position(self.cursor.as_ref(), KIND, fp)?;
         let view = paged_view(t, cursor.as_ref(), self.consistency)?;
         let revision = view.revision();
         // Later pages slice the result the first page computed on this node.
         let all = match cursor
             .as_ref()
-            .and_then(|_| t.lookups.subjects(revision, fp))
+            .and_then(|_| t.lookups.subjects(revision, &request))
         {
             Some(all) => all,
             None => Arc::new(t.lookup_subjects(
@@ -695,7 +717,7 @@ impl Request for LookupSubjects {
             items.push((s, c));
         }
         if more {
-            t.lookups.put_subjects(revision, fp, all);
+            t.lookups.put_subjects(revision, &request, all);
         }
         Ok(LookupPage {
             revision,
