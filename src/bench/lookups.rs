@@ -25,6 +25,7 @@ use crate::cli::client::{Connection, code_name};
 
 use super::dataset::{Dataset, document_id, user_id};
 use super::report::{CpuMeter, OpRecord, RunResult, WRONG_ANSWER};
+use super::workload::{document_ref, user_ref};
 
 /// What a lookup measurement needs besides the connection.
 #[derive(Debug, Clone)]
@@ -96,23 +97,6 @@ fn fetch_metrics(url: &str) -> Result<String, CliError> {
     }
 }
 
-fn document_ref(id: String) -> pb::ObjectReference {
-    pb::ObjectReference {
-        object_type: "document".into(),
-        object_id: id,
-    }
-}
-
-fn user_subject(id: String) -> pb::SubjectReference {
-    pb::SubjectReference {
-        object: Some(pb::ObjectReference {
-            object_type: "user".into(),
-            object_id: id,
-        }),
-        optional_relation: String::new(),
-    }
-}
-
 /// One lookup's results and timings.
 struct Streamed {
     ids: Vec<String>,
@@ -136,7 +120,7 @@ async fn lookup_resources(
             consistency: Some(plan.consistency.clone()),
             resource_object_type: "document".into(),
             permission: "view".into(),
-            subject: Some(user_subject(user_id(plan.user))),
+            subject: Some(user_ref(user_id(plan.user))),
             context: None,
             optional_limit: limit,
             optional_cursor: cursor.take(),

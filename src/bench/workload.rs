@@ -247,14 +247,14 @@ fn streamed_outcome(
     }
 }
 
-fn document_ref(id: String) -> pb::ObjectReference {
+pub(super) fn document_ref(id: String) -> pb::ObjectReference {
     pb::ObjectReference {
         object_type: "document".into(),
         object_id: id,
     }
 }
 
-fn user_ref(id: String) -> pb::SubjectReference {
+pub(super) fn user_ref(id: String) -> pb::SubjectReference {
     pb::SubjectReference {
         object: Some(pb::ObjectReference {
             object_type: "user".into(),
