@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use reference::{kind, lookup_subjects_outcome, paged_lookup};
+use reference::{Choices, kind, lookup_subjects_outcome, paged_lookup};
 use tessera::engine::{CheckOutcome, EngineConfig, Evaluator};
 use tessera::model::{
     CaveatRef, Context, ObjectRef, Relationship, RelationshipFilter, SubjectRef, Timestamp,
@@ -73,22 +73,6 @@ fn evaluated_at() -> Timestamp {
 }
 const SOON: i64 = 10;
 const LATER: i64 = 1000;
-
-struct Choices<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Choices<'_> {
-    fn pick(&mut self, n: usize) -> usize {
-        if n <= 1 {
-            return 0;
-        }
-        let b = self.bytes.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b as usize % n
-    }
-}
 
 fn group(i: usize) -> String {
     format!("g{i}")
