@@ -202,6 +202,24 @@ async fn raw(channel: &Channel, path: &'static str, body: Vec<u8>) -> Outcome {
     .map(|_| ())
 }
 
+/// Touches a caveated relationship whose caveat context is the JSON `context`.
+async fn write_with_context(mut p: PermissionsServiceClient<Channel>, context: String) -> Outcome {
+    let mut u = update(Op::Touch, "document:readme#viewer@user:carol[in_region]");
+    if let Some(c) = u
+        .relationship
+        .as_mut()
+        .and_then(|r| r.optional_caveat.as_mut())
+    {
+        c.context = Some(crate::api_support::context(&context).unwrap_or_default());
+    }
+    p.write_relationships(req(pb::WriteRelationshipsRequest {
+        updates: vec![u],
+        ..Default::default()
+    }))
+    .await
+    .map(|_| ())
+}
+
 /// Every hostile case, named; each must fail with a clear status.
 fn cases<'a>(c: &'a Clients) -> Vec<Case<'a>> {
     let mut out: Vec<Case<'a>> = Vec::new();
@@ -466,72 +484,23 @@ fn cases<'a>(c: &'a Clients) -> Vec<Case<'a>> {
             .map(|_| ())
         }),
     );
-    let mut p = c.perms.clone();
-    must_fail(
-        "write: caveat context with an unknown parameter",
-        Box::pin(async move {
-            let mut u = update(Op::Touch, "document:readme#viewer@user:carol[in_region]");
-            if let Some(c) = u
-                .relationship
-                .as_mut()
-                .and_then(|r| r.optional_caveat.as_mut())
-            {
-                c.context =
-                    Some(crate::api_support::context(r#"{"regoin": "eu"}"#).unwrap_or_default());
-            }
-            p.write_relationships(req(pb::WriteRelationshipsRequest {
-                updates: vec![u],
-                ..Default::default()
-            }))
-            .await
-            .map(|_| ())
-        }),
-    );
-    let mut p = c.perms.clone();
-    must_fail(
-        "write: caveat context of the wrong type",
-        Box::pin(async move {
-            let mut u = update(Op::Touch, "document:readme#viewer@user:carol[in_region]");
-            if let Some(c) = u
-                .relationship
-                .as_mut()
-                .and_then(|r| r.optional_caveat.as_mut())
-            {
-                c.context =
-                    Some(crate::api_support::context(r#"{"allowed": "eu"}"#).unwrap_or_default());
-            }
-            p.write_relationships(req(pb::WriteRelationshipsRequest {
-                updates: vec![u],
-                ..Default::default()
-            }))
-            .await
-            .map(|_| ())
-        }),
-    );
-    let mut p = c.perms.clone();
-    must_fail(
-        "write: caveat context over 4 KiB",
-        Box::pin(async move {
-            let mut u = update(Op::Touch, "document:readme#viewer@user:carol[in_region]");
-            if let Some(c) = u
-                .relationship
-                .as_mut()
-                .and_then(|r| r.optional_caveat.as_mut())
-            {
-                let list: Vec<String> = (0..1000).map(|i| format!("\"region-{i}\"")).collect();
-                c.context = Some(
-                    crate::api_support::context(&format!(r#"{{"allowed": [{}]}}"#, list.join(",")))
-                        .unwrap_or_default(),
-                );
-            }
-            p.write_relationships(req(pb::WriteRelationshipsRequest {
-                updates: vec![u],
-                ..Default::default()
-            }))
-            .await
-            .map(|_| ())
-        }),
-    );
+    let list: Vec<String> = (0..1000).map(|i| format!("\"region-{i}\"")).collect();
+    for (name, context) in [
+        (
+            "write: caveat context with an unknown parameter",
+            r#"{"regoin": "eu"}"#.to_string(),
+        ),
+        (
+            "write: caveat context of the wrong type",
+            r#"{"allowed": "eu"}"#.to_string(),
+        ),
+        (
+            "write: caveat context over 4 KiB",
+            format!(r#"{{"allowed": [{}]}}"#, list.join(",")),
+        ),
+    ] {
+        must_fail(name, Box::pin(write_with_context(c.perms.clone(), context)));
+    }
     let mut p = c.perms.clone();
     must_fail(
         "write: expiration in year 10000",
