@@ -282,10 +282,16 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_DISPATCH_MAX_DEPTH", value_name = "N")]
     pub dispatch_max_depth: Option<u32>,
 
-    /// Check sub-problem answers shared across requests, keyed by revision; 0 disables the
-    /// cache [default: 262144].
+    /// Check sub-problem answers shared across requests; 0 disables the cache
+    /// [default: 262144].
     #[arg(long, env = "TESSERA_CHECK_CACHE_ENTRIES", value_name = "N")]
     pub check_cache_entries: Option<usize>,
+
+    /// Let a cached check answer keep serving later revisions while nothing it read has been
+    /// written, with the embedded RocksDB (whose writes all pass through this process; with
+    /// PostgreSQL an answer serves its own revision only) [default: true].
+    #[arg(long, env = "TESSERA_CHECK_CACHE_CARRY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub check_cache_carry: Option<bool>,
 
     /// Serve the HTTP/JSON API (the authzed.api.v1 gateway paths and AuthZEN 1.0) on
     /// `--http-addr` [default: false].
@@ -411,6 +417,7 @@ struct FileConfig {
     max_read_relationships_limit: Option<usize>,
     dispatch_max_depth: Option<u32>,
     check_cache_entries: Option<usize>,
+    check_cache_carry: Option<bool>,
     http_enabled: Option<bool>,
     http_addr: Option<String>,
     http_max_body_bytes: Option<usize>,
@@ -576,6 +583,10 @@ impl ServeArgs {
             .check_cache_entries
             .or(file.check_cache_entries)
             .unwrap_or(defaults.check_cache_entries);
+        service.check_cache_carry = self
+            .check_cache_carry
+            .or(file.check_cache_carry)
+            .unwrap_or(defaults.check_cache_carry);
         service.max_caveat_context_bytes = self
             .max_caveat_context_bytes
             .or(file.max_caveat_context_bytes)
@@ -1046,6 +1057,27 @@ mod tests {
                 .unwrap()
                 .service
                 .inline_checks
+        );
+    }
+
+    #[test]
+    fn check_cache_carry_from_flags_and_file() {
+        assert!(parse(&[]).resolve().unwrap().service.check_cache_carry);
+        assert!(
+            !parse(&["--check-cache-carry=false"])
+                .resolve()
+                .unwrap()
+                .service
+                .check_cache_carry
+        );
+        let (_dir, path) = write_config("check-cache-carry = false\n");
+        let config = path.to_str().unwrap();
+        assert!(
+            !parse(&["--config", config])
+                .resolve()
+                .unwrap()
+                .service
+                .check_cache_carry
         );
     }
 

@@ -56,6 +56,10 @@ pub fn install_recorder() -> Result<PrometheusHandle, CliError> {
         "Check sub-problems answered by the cache shared across requests."
     );
     metrics::describe_counter!(
+        "tessera_check_cache_carried_hits_total",
+        "Cache hits answered by an answer computed at an earlier revision that nothing written since affects (part of the hits)."
+    );
+    metrics::describe_counter!(
         "tessera_check_cache_misses_total",
         "Check sub-problems looked up in the shared cache and not found (or expired)."
     );
@@ -82,6 +86,7 @@ pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: Option<PathBuf>) 
         tick.tick().await;
         let cache = tessera.check_cache_stats();
         metrics::counter!("tessera_check_cache_hits_total").absolute(cache.hits);
+        metrics::counter!("tessera_check_cache_carried_hits_total").absolute(cache.carried);
         metrics::counter!("tessera_check_cache_misses_total").absolute(cache.misses);
         metrics::gauge!("tessera_check_cache_entries").set(cache.entries as f64);
         let store = tessera.store().clone();

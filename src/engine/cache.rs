@@ -1,16 +1,27 @@
-//! A check-result cache shared by all requests: sub-problem answers keyed by revision.
+//! A check-result cache shared by all requests: sub-problem answers, valid from the revision
+//! they were computed at for as long as nothing they read changes.
 //!
 //! An entry says "at revision `r`, subject `s` has node `n` on object `o` with this outcome".
-//! A snapshot at revision `r` is immutable, so such an answer never goes stale with respect
-//! to writes: a request at a newer revision simply never finds it (the revision is part of
-//! the key), and a request can never be served an answer computed at another revision.
+//! A snapshot at revision `r` is immutable, so the entry always answers requests at `r`
+//! itself. It also answers a request at a later revision `r'` (a *carried* hit) when the
+//! entry knows what its answer read — the [`ReadKey`]s of every relationship read of its
+//! proof, sub-problems included — and the store's record of recent writes
+//! (`store/recent.rs`) vouches that none of them changed in `(r, r']`: then a fresh evaluation
+//! at `r'` would read exactly what the one at `r` read. The entry then moves to `r'`, so a hot
+//! answer keeps being carried after the record has forgotten older writes. Requests at a
+//! revision older than an entry's do not use it. Without a record (a database shared by
+//! several nodes), or for answers that read too much ([`MAX_DEPS`]) or read without a key,
+//! entries answer their own revision only.
 //!
-//! Two things besides the revision decide an answer, and both are handled:
+//! Two things besides the data decide an answer, and both are handled:
 //! - **Time.** Expired relationships vanish from every snapshot. An entry records the instant
 //!   it was computed at and the earliest expiration among the relationships it read (directly
 //!   or through sub-problems), and only serves snapshots whose `now` lies in that window.
 //! - **Caveat context.** Answers depend on the request's context, so only requests without
 //!   one use the cache (see `check.rs`).
+//!
+//! The schema decides too (node ids are per schema): a schema write empties the record of
+//! recent writes, so nothing computed before it is carried past it.
 //!
 //! Only path-independent results are stored — the same ones a request's own memo keeps (see
 //! `check.rs`) — so a cached answer equals what a fresh evaluation would compute.
@@ -32,9 +43,14 @@ use parking_lot::Mutex;
 use super::CheckOutcome;
 use super::analysis::NodeId;
 use crate::model::{Revision, Timestamp};
+use crate::store::recent::{ReadKey, RecentWrites};
 
 /// How many entries a cache keeps by default (a few hundred bytes each at most).
 pub const DEFAULT_CHECK_CACHE_ENTRIES: usize = 256 * 1024;
+
+/// An answer that read more distinct keys than this answers its own revision only (its keys
+/// would cost more memory, and more time to vouch for, than evaluating again).
+pub const MAX_DEPS: usize = 48;
 
 const SHARDS: usize = 32;
 
@@ -44,7 +60,10 @@ pub struct CheckCache {
     hasher: RandomState,
     /// Entries per generation per shard (0: the cache is disabled).
     generation_capacity: usize,
+    /// The store's record of recent writes, which lets entries serve later revisions.
+    recent: Option<Arc<RecentWrites>>,
     hits: AtomicU64,
+    carried: AtomicU64,
     misses: AtomicU64,
 }
 
@@ -52,12 +71,15 @@ pub struct CheckCache {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CheckCacheStats {
     pub hits: u64,
+    /// Hits served at a later revision than the answer was computed at (part of `hits`).
+    pub carried: u64,
     pub misses: u64,
     pub entries: usize,
 }
 
-/// The full key of an entry, borrowed (what a lookup has at hand).
+/// The full key of a lookup, borrowed (what a lookup has at hand).
 pub(crate) struct KeyRef<'k> {
+    /// The revision of the request's snapshot.
     pub revision: Revision,
     pub node: NodeId,
     pub object_id: &'k str,
@@ -71,9 +93,13 @@ pub(crate) struct Cached {
     pub outcome: CheckOutcome,
     /// The earliest expiration among the relationships the answer rests on.
     pub expires: Option<Timestamp>,
+    /// What the answer read, sorted and without repeats (at most [`MAX_DEPS`]); `None` when
+    /// unknown, which keeps the answer to its own revision.
+    pub deps: Option<Arc<[ReadKey]>>,
 }
 
 struct Entry {
+    /// The newest revision the answer is known to hold at.
     revision: Revision,
     node: NodeId,
     object_id: Box<str>,
@@ -86,15 +112,21 @@ struct Entry {
 
 impl Entry {
     fn matches(&self, key: &KeyRef<'_>) -> bool {
-        self.revision == key.revision
-            && self.node == key.node
-            && *self.object_id == *key.object_id
-            && *self.subject == *key.subject
+        self.node == key.node && *self.object_id == *key.object_id && *self.subject == *key.subject
     }
 
     fn holds_at(&self, now: Timestamp) -> bool {
         self.computed_at <= now && self.value.expires.is_none_or(|e| now < e)
     }
+}
+
+/// What a shard holds for a key.
+enum Found {
+    Miss,
+    /// Computed at the requested revision.
+    Hit(Cached),
+    /// Computed at this earlier revision: a hit if nothing it read has changed since.
+    Carry(Cached, Revision),
 }
 
 /// The map's keys are already hashes; hashing them again would be wasted work.
@@ -124,16 +156,41 @@ struct Shard {
     old: HashedMap,
 }
 
+impl Shard {
+    fn entry_mut(&mut self, hash: u64) -> Option<&mut Entry> {
+        match self.young.get_mut(&hash) {
+            Some(e) => Some(e),
+            None => self.old.get_mut(&hash),
+        }
+    }
+}
+
 impl CheckCache {
-    /// A cache holding at most about `max_entries` answers; 0 disables it.
+    /// A cache holding at most about `max_entries` answers, each for its own revision only;
+    /// 0 disables it.
     pub fn new(max_entries: usize) -> Self {
         CheckCache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: RandomState::new(),
             generation_capacity: max_entries.div_ceil(SHARDS * 2),
+            recent: None,
             hits: AtomicU64::new(0),
+            carried: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// Lets answers serve later revisions, vouched for by `recent`: the record of every write
+    /// to the store whose snapshots the cache's answers come from ([`crate::store::Store::recent_writes`]).
+    pub fn carried_by(mut self, recent: Option<Arc<RecentWrites>>) -> Self {
+        self.recent = recent;
+        self
+    }
+
+    /// The record of recent writes answers are checked against, if any: evaluations note
+    /// what they read (as keys of this record) only when there is one.
+    pub(crate) fn recent(&self) -> Option<&RecentWrites> {
+        self.recent.as_deref()
     }
 
     /// Hits, misses and the current number of entries.
@@ -148,6 +205,7 @@ impl CheckCache {
             .sum();
         CheckCacheStats {
             hits: self.hits.load(Ordering::Relaxed),
+            carried: self.carried.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries,
         }
@@ -159,7 +217,6 @@ impl CheckCache {
 
     fn hash(&self, key: &KeyRef<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
-        h.write_u64(key.revision.0);
         h.write_u32(key.node);
         h.write(key.subject.as_bytes());
         h.write_u8(0xff);
@@ -172,28 +229,28 @@ impl CheckCache {
         &self.shards[(hash >> 58) as usize % SHARDS]
     }
 
-    /// The answer for `key` if one holds at snapshot time `now`.
+    /// The answer for `key` if one holds at its revision and snapshot time `now`.
     pub(crate) fn get(&self, key: &KeyRef<'_>, now: Timestamp) -> Option<Cached> {
         if !self.enabled() {
             return None;
         }
         let hash = self.hash(key);
-        let mut shard = self.shard(hash).lock();
-        let found = if let Some(e) = shard.young.get(&hash) {
-            (e.matches(key) && e.holds_at(now)).then(|| e.value.clone())
-        } else if let Some(e) = shard.old.remove(&hash) {
-            let value = (e.matches(key) && e.holds_at(now)).then(|| e.value.clone());
-            if value.is_some() {
-                // Still in use: promote so the next rotation keeps it.
-                self.insert_young(&mut shard, hash, e);
-            } else {
-                shard.old.insert(hash, e);
+        let found = match self.find(hash, key, now) {
+            Found::Miss => None,
+            Found::Hit(v) => Some(v),
+            Found::Carry(v, since) => {
+                let deps = v.deps.as_deref().unwrap_or_default();
+                let unchanged = self
+                    .recent
+                    .as_ref()
+                    .is_some_and(|r| r.unchanged_since(deps, since));
+                unchanged.then(|| {
+                    self.advance(hash, key, since);
+                    self.carried.fetch_add(1, Ordering::Relaxed);
+                    v
+                })
             }
-            value
-        } else {
-            None
         };
-        drop(shard);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -203,7 +260,50 @@ impl CheckCache {
         found
     }
 
-    /// Remembers `value` for `key`, computed at snapshot time `computed_at`.
+    /// What the shard holds for `key`, promoting a usable entry out of the old generation.
+    fn find(&self, hash: u64, key: &KeyRef<'_>, now: Timestamp) -> Found {
+        let mut guard = self.shard(hash).lock();
+        let shard = &mut *guard;
+        let (entry, old) = match shard.young.get(&hash) {
+            Some(e) => (e, false),
+            None => match shard.old.get(&hash) {
+                Some(e) => (e, true),
+                None => return Found::Miss,
+            },
+        };
+        if !(entry.matches(key) && entry.holds_at(now)) {
+            return Found::Miss;
+        }
+        let found = if entry.revision == key.revision {
+            Found::Hit(entry.value.clone())
+        } else if entry.revision < key.revision
+            && self.recent.is_some()
+            && entry.value.deps.is_some()
+        {
+            Found::Carry(entry.value.clone(), entry.revision)
+        } else {
+            return Found::Miss;
+        };
+        if old && let Some(e) = shard.old.remove(&hash) {
+            // Still in use: promote so the next rotation keeps it.
+            self.insert_young(shard, hash, e);
+        }
+        found
+    }
+
+    /// Moves the entry for `key`, vouched for from `since` to `key.revision`, to that revision.
+    fn advance(&self, hash: u64, key: &KeyRef<'_>, since: Revision) {
+        let mut shard = self.shard(hash).lock();
+        if let Some(e) = shard.entry_mut(hash)
+            && e.revision == since
+            && e.matches(key)
+        {
+            e.revision = key.revision;
+        }
+    }
+
+    /// Remembers `value` for `key`, computed at snapshot time `computed_at`. An entry for the
+    /// same key from a newer revision is kept instead.
     pub(crate) fn insert(
         &self,
         key: &KeyRef<'_>,
@@ -223,9 +323,16 @@ impl CheckCache {
             computed_at,
             value,
         };
-        let mut shard = self.shard(hash).lock();
+        let mut guard = self.shard(hash).lock();
+        let shard = &mut *guard;
+        if shard
+            .entry_mut(hash)
+            .is_some_and(|e| e.matches(key) && e.revision > key.revision)
+        {
+            return;
+        }
         shard.old.remove(&hash);
-        self.insert_young(&mut shard, hash, entry);
+        self.insert_young(shard, hash, entry);
     }
 
     fn insert_young(&self, shard: &mut Shard, hash: u64, entry: Entry) {
@@ -240,6 +347,7 @@ impl std::fmt::Debug for CheckCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckCache")
             .field("capacity", &(self.generation_capacity * SHARDS * 2))
+            .field("carried", &self.recent.is_some())
             .field("stats", &self.stats())
             .finish()
     }
@@ -269,6 +377,7 @@ mod tests {
         Cached {
             outcome: CheckOutcome::Has,
             expires,
+            deps: None,
         }
     }
 
@@ -323,6 +432,54 @@ mod tests {
             }
             assert!(cache.stats().entries <= SHARDS * 2 * 4);
         }
+    }
+
+    #[test]
+    fn carries_an_answer_while_the_record_vouches_for_its_reads() {
+        use crate::model::{RelationshipFilter, parse_relationship};
+        use crate::store::{RelationshipUpdate, WriteOp};
+        let recent = Arc::new(RecentWrites::new(Revision(5)));
+        let cache = CheckCache::new(1024).carried_by(Some(Arc::clone(&recent)));
+        let read = |id: &str| {
+            recent
+                .read_key(&RelationshipFilter {
+                    resource_type: Some("document".into()),
+                    resource_id: Some(id.into()),
+                    relation: Some("viewer".into()),
+                    ..Default::default()
+                })
+                .expect("key")
+        };
+        let write = |rev: u64, text: &str| {
+            let change = RelationshipUpdate {
+                op: WriteOp::Touch,
+                relationship: parse_relationship(text).expect("relationship"),
+            };
+            recent.record(Revision(rev), &[change], false);
+        };
+        let s: Arc<str> = "user:alice".into();
+        let mut v = has(None);
+        v.deps = Some(Arc::from(vec![read("doc")]));
+        cache.insert(&key(5, "doc", "user:alice"), &s, t(0), v);
+        write(6, "document:other#viewer@user:bob");
+        // Carried to 7, and moved there: 7 is now its own revision.
+        assert!(cache.get(&key(7, "doc", "user:alice"), t(1)).is_some());
+        assert_eq!(cache.stats().carried, 1);
+        assert!(cache.get(&key(7, "doc", "user:alice"), t(1)).is_some());
+        assert_eq!(cache.stats().carried, 1);
+        // Never served to an older revision.
+        assert!(cache.get(&key(6, "doc", "user:alice"), t(1)).is_none());
+        // A write to what it read ends the carry.
+        write(8, "document:doc#viewer@user:bob");
+        assert!(cache.get(&key(8, "doc", "user:alice"), t(1)).is_none());
+        assert!(cache.get(&key(9, "doc", "user:alice"), t(1)).is_none());
+        // An answer without known reads answers its own revision only.
+        cache.insert(&key(9, "x", "user:alice"), &s, t(0), has(None));
+        assert!(cache.get(&key(10, "x", "user:alice"), t(1)).is_none());
+        // An older answer does not replace a newer one for the same key.
+        cache.insert(&key(9, "y", "user:alice"), &s, t(0), has(None));
+        cache.insert(&key(3, "y", "user:alice"), &s, t(0), has(None));
+        assert!(cache.get(&key(9, "y", "user:alice"), t(1)).is_some());
     }
 
     #[test]

@@ -17,26 +17,32 @@
 //! - **A depth limit**: the recursion nests at most `max_depth` keys, so the native stack is
 //!   bounded (a few hundred bytes per level).
 //! - **A shared cache** (optional, `cache.rs`): the results the memo may keep are also offered
-//!   to, and looked up in, a cache shared by all requests at the same revision. Each result
-//!   carries the earliest expiration among the relationships it rests on (tracked through the
-//!   recursion like the low-link), so a cached answer is never served once one of them has
-//!   expired. Requests with a caveat context bypass the cache, and a lookup's confirmation run
-//!   that was pre-filled with proofs of unknown expiry does not write to it.
+//!   to, and looked up in, a cache shared by all requests. Each result carries the earliest
+//!   expiration among the relationships it rests on (tracked through the recursion like the
+//!   low-link), so a cached answer is never served once one of them has expired; and, when
+//!   the store keeps a record of recent writes, the keys of everything it read
+//!   ([`Recorder`], tracked the same way: a subtree's reads are the ones noted since it
+//!   began, its sub-problems' included, whether evaluated or recalled), so the answer can
+//!   serve later revisions while none of them changes. Requests with a caveat context bypass
+//!   the cache, and a lookup's confirmation run that was pre-filled with proofs of unknown
+//!   expiry does not write to it.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use super::analysis::{NodeId, NodeKind, RelationInfo, Rw, SchemaIndex};
-use super::cache::{Cached, CheckCache, KeyRef};
+use super::cache::{Cached, CheckCache, KeyRef, MAX_DEPS};
 use super::leopard::{self, NestedIndex};
 use super::outcome::{exclude, intersect, union};
 use super::{CheckOutcome, EngineError, Evaluator};
 use crate::model::{
-    Context, Relationship, Revision, SubjectFilter, SubjectRef, SubjectRelationFilter, Timestamp,
-    WILDCARD_ID,
+    Context, Relationship, RelationshipFilter, Revision, SubjectFilter, SubjectRef,
+    SubjectRelationFilter, Timestamp, WILDCARD_ID,
 };
-use crate::store::SnapshotReader;
+use crate::store::leopard::IndexState;
+use crate::store::recent::{ReadKey, RecentWrites};
+use crate::store::{ReversePage, SnapshotReader, StoreError};
 
 /// Up to this many objects to test against a nested set, probe the index for each; beyond,
 /// read the nested set once.
@@ -49,6 +55,122 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
         (a, None) => a,
         (None, b) => b,
     }
+}
+
+/// A run stops noting reads after this many (and its later answers answer their own
+/// revision only): the notes of one run are bounded whatever it evaluates.
+const MAX_NOTED_READS: usize = 1 << 18;
+
+/// A span of a run's noted reads (`Recorder::deps`); `None` when they are not all known.
+type Reads = Option<(u32, u32)>;
+
+/// The run's reader: passes every read through, noting the key it names in the record of
+/// recent writes (`store/recent.rs`) while the run's answers may be carried across revisions.
+struct Recorder<'e> {
+    inner: Box<dyn SnapshotReader + 'e>,
+    /// The record whose keys are noted; `None` when nothing is noted.
+    recent: Option<&'e RecentWrites>,
+    /// Every key noted so far, in order; a subtree's keys are a suffix from where it began.
+    deps: Vec<ReadKey>,
+    /// Set by a read that names no key: the current subtree's reads are not all known.
+    lost: bool,
+}
+
+impl Recorder<'_> {
+    fn noting(&self) -> bool {
+        self.recent.is_some()
+    }
+
+    fn note(&mut self, key: Option<ReadKey>) {
+        match key {
+            Some(k) if self.deps.len() < MAX_NOTED_READS => self.deps.push(k),
+            Some(_) => self.stop(),
+            None => self.lost = true,
+        }
+    }
+
+    /// Stops noting for the rest of the run: what is computed from now on stays unknown.
+    fn stop(&mut self) {
+        self.recent = None;
+        self.lost = true;
+    }
+
+    /// Notes again the keys of `span` (a sub-problem or a per-run read being reused).
+    fn replay(&mut self, span: Reads) {
+        if !self.noting() {
+            return;
+        }
+        match span {
+            Some((from, to)) if (to - from) as usize <= MAX_DEPS * 4 => {
+                if self.deps.len() + (to - from) as usize > MAX_NOTED_READS {
+                    return self.stop();
+                }
+                self.deps.extend_from_within(from as usize..to as usize);
+            }
+            _ => self.lost = true,
+        }
+    }
+
+    /// The span of keys noted since `mark`, unless some were lost.
+    fn span_since(&self, mark: usize, lost: bool) -> Reads {
+        (self.noting() && !lost).then_some((mark as u32, self.deps.len() as u32))
+    }
+
+    /// The distinct keys of `span` for the shared cache, when few enough.
+    fn distinct(&self, span: Reads) -> Option<Arc<[ReadKey]>> {
+        let (from, to) = span?;
+        let keys = &self.deps[from as usize..to as usize];
+        if keys.len() > MAX_DEPS * 4 {
+            return None;
+        }
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        (keys.len() <= MAX_DEPS).then(|| Arc::from(keys))
+    }
+}
+
+impl SnapshotReader for Recorder<'_> {
+    fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {
+        if let Some(r) = self.recent {
+            self.note(r.read_key(filter));
+        }
+        self.inner.read(filter)
+    }
+
+    fn reverse(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+        page: Option<ReversePage<'_>>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        if let Some(r) = self.recent {
+            self.note(Some(r.reverse_key(subject, resource_type, relation)));
+        }
+        self.inner.reverse(subject, resource_type, relation, page)
+    }
+
+    fn reverse_ids(
+        &mut self,
+        subject: &SubjectFilter,
+        resource_type: &str,
+        relation: &str,
+        page: ReversePage<'_>,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        if let Some(r) = self.recent {
+            self.note(Some(r.reverse_key(subject, resource_type, relation)));
+        }
+        self.inner
+            .reverse_ids(subject, resource_type, relation, page)
+    }
+}
+
+/// A memoised result of this run: as [`Cached`], with its reads as a span of the run's notes.
+struct Memo {
+    outcome: CheckOutcome,
+    expires: Option<Timestamp>,
+    deps: Reads,
 }
 
 /// What a run needs to use the shared cache.
@@ -73,7 +195,7 @@ pub(crate) struct CheckRun<'e, 'a> {
     subject_node: Option<NodeId>,
     context: &'e Context,
     /// Finished results per node, by object id, with the earliest expiration they rest on.
-    memo: Vec<HashMap<String, Cached>>,
+    memo: Vec<HashMap<String, Memo>>,
     /// Keys in progress, outermost first.
     stack: Vec<(NodeId, String)>,
     /// Keys in progress per schema component.
@@ -83,12 +205,15 @@ pub(crate) struct CheckRun<'e, 'a> {
     /// Earliest expiration among the relationships the current subtree has read.
     expires: Option<Timestamp>,
     shared: Option<Shared<'e>>,
-    /// This run's reads, sharing store resources between them.
-    reader: Box<dyn SnapshotReader + 'e>,
+    /// This run's reads, sharing store resources between them, and what they depend on.
+    reader: Recorder<'e>,
     /// The nested-group index's state per nesting relation, read once per run.
     nested: NestedIndex,
-    /// Per nesting relation: the relationships naming the subject (or its wildcard) there.
-    entries: HashMap<NodeId, Rc<Vec<Relationship>>>,
+    /// The reads of `nested`'s states, replayed at each reuse.
+    nested_reads: HashMap<NodeId, Reads>,
+    /// Per nesting relation: the relationships naming the subject (or its wildcard) there,
+    /// and the reads they came from.
+    entries: HashMap<NodeId, (Rc<Vec<Relationship>>, Reads)>,
 }
 
 impl<'e, 'a> CheckRun<'e, 'a> {
@@ -110,6 +235,8 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 subject: Arc::from(subject.to_string()),
                 write: true,
             });
+        // Reads are noted only where an answer may be shared across revisions.
+        let recent = shared.as_ref().and_then(|s| s.cache.recent());
         Ok(CheckRun {
             ev,
             index,
@@ -125,8 +252,14 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             low: usize::MAX,
             expires: None,
             shared,
-            reader: ev.snapshot.reader(),
+            reader: Recorder {
+                inner: ev.snapshot.reader(),
+                recent,
+                deps: Vec::new(),
+                lost: false,
+            },
             nested: NestedIndex::default(),
+            nested_reads: HashMap::new(),
             entries: HashMap::new(),
         })
     }
@@ -138,11 +271,13 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         if let Some(shared) = &mut self.shared {
             shared.write = false;
         }
+        self.reader.stop();
         self.memo[node as usize].insert(
             id.to_string(),
-            Cached {
+            Memo {
                 outcome: CheckOutcome::Has,
                 expires: None,
+                deps: None,
             },
         );
     }
@@ -204,11 +339,15 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         self.scc_active[scc] += 1;
         let outer_low = std::mem::replace(&mut self.low, usize::MAX);
         let outer_expires = self.expires.take();
+        let outer_lost = std::mem::take(&mut self.reader.lost);
+        let mark = self.reader.deps.len();
         let result = self.eval_node(node, id, depth);
         let my_low = self.low;
         self.low = outer_low.min(my_low);
         let my_expires = self.expires;
         self.expires = earliest(outer_expires, my_expires);
+        let my_reads = self.reader.span_since(mark, self.reader.lost);
+        self.reader.lost |= outer_lost;
         self.scc_active[scc] -= 1;
         let popped = self.stack.pop();
         let result = result?;
@@ -216,7 +355,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             && my_low >= pos
             && let Some((_, key)) = popped
         {
-            self.remember(node, key, &result, my_expires);
+            self.remember(node, key, &result, my_expires, my_reads);
         }
         Ok(result)
     }
@@ -227,16 +366,34 @@ impl<'e, 'a> CheckRun<'e, 'a> {
     fn recall(&mut self, node: NodeId, id: &str) -> Option<CheckOutcome> {
         if let Some(v) = self.memo[node as usize].get(id) {
             self.expires = earliest(self.expires, v.expires);
-            return Some(v.outcome.clone());
+            let outcome = v.outcome.clone();
+            self.reader.replay(v.deps);
+            return Some(outcome);
         }
         let shared = self.shared.as_ref()?;
         let v = shared
             .cache
             .get(&self.cache_key(shared, node, id), shared.now)?;
         self.expires = earliest(self.expires, v.expires);
-        let outcome = v.outcome.clone();
-        self.memo[node as usize].insert(id.to_string(), v);
-        Some(outcome)
+        let mark = self.reader.deps.len();
+        let lost = match &v.deps {
+            Some(keys) if self.reader.noting() => {
+                keys.iter().for_each(|k| self.reader.note(Some(*k)));
+                false
+            }
+            _ => true,
+        };
+        self.reader.lost |= lost;
+        let deps = self.reader.span_since(mark, lost);
+        self.memo[node as usize].insert(
+            id.to_string(),
+            Memo {
+                outcome: v.outcome.clone(),
+                expires: v.expires,
+                deps,
+            },
+        );
+        Some(v.outcome)
     }
 
     /// Stores a finished, path-independent result in the memo and the shared cache.
@@ -247,11 +404,8 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         id: String,
         outcome: &CheckOutcome,
         expires: Option<Timestamp>,
+        reads: Reads,
     ) {
-        let cached = Cached {
-            outcome: outcome.clone(),
-            expires,
-        };
         if let Some(shared) = &self.shared
             && shared.write
         {
@@ -259,10 +413,21 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 &self.cache_key(shared, node, &id),
                 &shared.subject,
                 shared.now,
-                cached.clone(),
+                Cached {
+                    outcome: outcome.clone(),
+                    expires,
+                    deps: self.reader.distinct(reads),
+                },
             );
         }
-        self.memo[node as usize].insert(id, cached);
+        self.memo[node as usize].insert(
+            id,
+            Memo {
+                outcome: outcome.clone(),
+                expires,
+                deps: reads,
+            },
+        );
     }
 
     fn eval_node(
@@ -274,8 +439,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         let index = self.index;
         match &index.get(node).kind {
             NodeKind::Relation(_)
-                if index.get(node).nests
-                    && self.nested.covers(self.ev, &mut *self.reader, node)? =>
+                if index.get(node).nests && self.nested_state(node)?.is_some() =>
             {
                 self.eval_nested(node, id, depth)
             }
@@ -310,10 +474,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                     None => SubjectRelationFilter::Ellipsis,
                 },
             };
-            for rel in self
-                .ev
-                .read_via(&mut *self.reader, node, id, Some(filter))?
-            {
+            for rel in self.ev.read_via(&mut self.reader, node, id, Some(filter))? {
                 self.rests_on(&rel);
                 acc = union(acc, self.ev.caveat_value(&rel, self.context)?);
                 if acc == CheckOutcome::Has {
@@ -328,10 +489,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 subject_id: Some(WILDCARD_ID.to_string()),
                 relation: SubjectRelationFilter::Ellipsis,
             };
-            for rel in self
-                .ev
-                .read_via(&mut *self.reader, node, id, Some(filter))?
-            {
+            for rel in self.ev.read_via(&mut self.reader, node, id, Some(filter))? {
                 self.rests_on(&rel);
                 acc = union(acc, self.ev.caveat_value(&rel, self.context)?);
                 if acc == CheckOutcome::Has {
@@ -347,10 +505,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 subject_id: None,
                 relation: SubjectRelationFilter::Relation(u.name.clone()),
             };
-            for rel in self
-                .ev
-                .read_via(&mut *self.reader, node, id, Some(filter))?
-            {
+            for rel in self.ev.read_via(&mut self.reader, node, id, Some(filter))? {
                 if rel.subject.is_wildcard() {
                     continue;
                 }
@@ -384,7 +539,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         let NodeKind::Relation(info) = &index.get(node).kind else {
             return Ok(CheckOutcome::No);
         };
-        let Some(state) = self.nested.state(self.ev, &mut *self.reader, node)? else {
+        let Some(state) = self.nested_state(node)? else {
             return self.eval_relation(node, id, depth);
         };
         let mut acc = CheckOutcome::No;
@@ -393,7 +548,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             // answered before evaluation).
             if leopard::contains(
                 self.ev,
-                &mut *self.reader,
+                &mut self.reader,
                 node,
                 id,
                 &self.subject.object.object_id,
@@ -405,7 +560,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             // Few entries: probe each; many: read what is nested in `id` once.
             let inside = if entries.len() + state.irregular.len() > PROBES {
                 Some(
-                    leopard::nested(self.ev, &mut *self.reader, node, id)?
+                    leopard::nested(self.ev, &mut self.reader, node, id)?
                         .into_iter()
                         .collect::<HashSet<String>>(),
                 )
@@ -417,7 +572,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                 let holds = b == id
                     || match &inside {
                         Some(set) => set.contains(b),
-                        None => leopard::contains(self.ev, &mut *self.reader, node, id, b)?,
+                        None => leopard::contains(self.ev, &mut self.reader, node, id, b)?,
                     };
                 if !holds {
                     continue;
@@ -430,7 +585,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             }
         }
         for (x, _) in &state.irregular {
-            if x != id && !leopard::contains(self.ev, &mut *self.reader, node, id, x)? {
+            if x != id && !leopard::contains(self.ev, &mut self.reader, node, id, x)? {
                 continue;
             }
             for &(_, userset) in &info.usersets {
@@ -440,7 +595,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
                     subject_id: None,
                     relation: SubjectRelationFilter::Relation(u.name.clone()),
                 };
-                for rel in self.ev.read_via(&mut *self.reader, node, x, Some(filter))? {
+                for rel in self.ev.read_via(&mut self.reader, node, x, Some(filter))? {
                     if rel.subject.is_wildcard() || leopard::is_fast_edge(self.ev, node, &rel) {
                         continue;
                     }
@@ -461,6 +616,22 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         Ok(acc)
     }
 
+    /// The nested-group index's state of `node` (`NestedIndex::state`), noting its read at
+    /// every use (it is read once per run).
+    fn nested_state(&mut self, node: NodeId) -> Result<Option<Rc<IndexState>>, EngineError> {
+        if let Some(reads) = self.nested_reads.get(&node) {
+            self.reader.replay(*reads);
+            return self.nested.state(self.ev, &mut self.reader, node);
+        }
+        let outer_lost = std::mem::take(&mut self.reader.lost);
+        let mark = self.reader.deps.len();
+        let state = self.nested.state(self.ev, &mut self.reader, node)?;
+        let reads = self.reader.span_since(mark, self.reader.lost);
+        self.reader.lost |= outer_lost;
+        self.nested_reads.insert(node, reads);
+        Ok(state)
+    }
+
     /// The relationships on nesting relation `node` naming the subject exactly (where the
     /// relation allows it) or its type's wildcard (where allowed): read once per run, they
     /// serve every object of the relation.
@@ -469,9 +640,13 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         node: NodeId,
         info: &RelationInfo,
     ) -> Result<Rc<Vec<Relationship>>, EngineError> {
-        if let Some(e) = self.entries.get(&node) {
-            return Ok(Rc::clone(e));
+        if let Some((e, reads)) = self.entries.get(&node) {
+            let e = Rc::clone(e);
+            self.reader.replay(*reads);
+            return Ok(e);
         }
+        let outer_lost = std::mem::take(&mut self.reader.lost);
+        let mark = self.reader.deps.len();
         let n = self.index.get(node);
         let exact_allowed = match self.subject_node {
             None => info.direct.contains(&self.subject_def),
@@ -501,7 +676,9 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             rows.extend(self.reader.reverse(&f, &n.type_name, &n.name, None)?);
         }
         let rows = Rc::new(rows);
-        self.entries.insert(node, Rc::clone(&rows));
+        let reads = self.reader.span_since(mark, self.reader.lost);
+        self.reader.lost |= outer_lost;
+        self.entries.insert(node, (Rc::clone(&rows), reads));
         Ok(rows)
     }
 
@@ -560,7 +737,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         id: &str,
         depth: u32,
     ) -> Result<CheckOutcome, EngineError> {
-        let mut rels = self.ev.read_via(&mut *self.reader, tupleset, id, None)?;
+        let mut rels = self.ev.read_via(&mut self.reader, tupleset, id, None)?;
         group_by_subject_object(&mut rels);
         let mut any = CheckOutcome::No;
         let mut every = CheckOutcome::Has;

@@ -59,6 +59,9 @@ pub struct ServiceConfig {
     pub max_staleness: std::time::Duration,
     /// How many check sub-problem answers to share across requests (0 disables the cache).
     pub check_cache_entries: usize,
+    /// Let cached check answers serve later revisions while nothing they read has changed,
+    /// when the store keeps a record of recent writes (`store/recent.rs`).
+    pub check_cache_carry: bool,
     /// What a schema sent by a caller (WriteSchema, DiffSchema) may cost.
     pub schema_limits: SchemaLimits,
     /// Largest caveat context stored with one relationship, in bytes of its compact JSON
@@ -80,6 +83,7 @@ impl Default for ServiceConfig {
             max_read_page: 1000,
             max_staleness: std::time::Duration::from_millis(100),
             check_cache_entries: crate::engine::DEFAULT_CHECK_CACHE_ENTRIES,
+            check_cache_carry: true,
             schema_limits: SchemaLimits::default(),
             max_caveat_context_bytes: 4096,
             inline_checks: true,
@@ -230,7 +234,7 @@ pub struct Tessera {
     schemas: Mutex<HashMap<Revision, CompiledSchema>>,
     /// The newest revision committed through this value, for change-feed subscribers.
     commits: tokio::sync::watch::Sender<Revision>,
-    /// Check answers shared across requests, keyed by revision (`engine::CheckCache`).
+    /// Check answers shared across requests (`engine::CheckCache`).
     check_cache: CheckCache,
     /// Lookups waiting for their next page (`lookups.rs`).
     lookups: LookupCache,
@@ -239,7 +243,8 @@ pub struct Tessera {
 impl Tessera {
     pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Self {
         let chooser = SnapshotChooser::new(config.max_staleness);
-        let check_cache = CheckCache::new(config.check_cache_entries);
+        let check_cache = CheckCache::new(config.check_cache_entries)
+            .carried_by(store.recent_writes().filter(|_| config.check_cache_carry));
         Tessera {
             store,
             config,

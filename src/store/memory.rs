@@ -33,6 +33,7 @@ use parking_lot::{Mutex, RwLock};
 use parking_lot::MutexGuard;
 
 use super::clock::{Clock, SystemClock};
+use super::recent::RecentWrites;
 use super::txn::{self, TxnBackend, WriteSession};
 use super::{
     BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, RelationshipIter, SchemaCheck, Snapshot,
@@ -472,6 +473,8 @@ struct Shared {
     data: RwLock<Data>,
     writer: Mutex<WriterState>,
     options: MemoryOptions,
+    /// Every write goes through this value, so the record is complete.
+    recent: Arc<RecentWrites>,
 }
 
 impl Shared {
@@ -516,6 +519,7 @@ impl MemoryStore {
                 data: RwLock::new(Data::default()),
                 writer: Mutex::new(WriterState::default()),
                 options,
+                recent: Arc::new(RecentWrites::new(Revision::ZERO)),
             }),
         }
     }
@@ -671,6 +675,10 @@ impl TxnBackend for MemoryStore {
     fn clock(&self) -> &dyn Clock {
         &*self.shared.options.clock
     }
+
+    fn recent_writes(&self) -> Option<&RecentWrites> {
+        Some(&self.shared.recent)
+    }
 }
 
 impl WriteSession for MemoryWrite<'_> {
@@ -779,6 +787,10 @@ impl Drop for GcTask {
 impl Store for MemoryStore {
     fn local_reads(&self) -> bool {
         true
+    }
+
+    fn recent_writes(&self) -> Option<Arc<RecentWrites>> {
+        Some(Arc::clone(&self.shared.recent))
     }
 
     fn head_revision(&self) -> Result<Revision, StoreError> {

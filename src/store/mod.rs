@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod leopard;
 pub mod memory;
 pub mod postgres;
+pub mod recent;
 pub mod rocks;
 pub mod txn;
 
@@ -331,6 +332,14 @@ pub trait Store: Send + Sync {
     /// ([`crate::service::Tessera::runs_inline`]).
     fn local_reads(&self) -> bool {
         false
+    }
+
+    /// The record of recent writes ([`recent`]) when every write to this store goes through
+    /// this process (so the record is complete); `None` for a database other processes also
+    /// write. With it, cached check answers keep serving later revisions while nothing they
+    /// read has changed.
+    fn recent_writes(&self) -> Option<Arc<recent::RecentWrites>> {
+        None
     }
 
     /// The newest committed revision (`Revision::ZERO` for an empty store).

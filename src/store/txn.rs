@@ -31,6 +31,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::clock::Clock;
 use super::leopard;
+use super::recent::RecentWrites;
 use super::{
     BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, Precondition, PreconditionKind,
     RelationshipUpdate, SchemaCheck, Snapshot, StoreError, TransactionMetadata, WriteOp,
@@ -55,6 +56,11 @@ pub trait TxnBackend: Send + Sync {
 
     /// The store's clock.
     fn clock(&self) -> &dyn Clock;
+
+    /// The store's record of recent writes, when it keeps one ([`super::Store::recent_writes`]).
+    fn recent_writes(&self) -> Option<&RecentWrites> {
+        None
+    }
 }
 
 /// One open write on the newest committed state; see [`TxnBackend::begin_write`].
@@ -85,6 +91,20 @@ pub trait WriteSession {
     /// the schema from this revision on, all atomically and durably, then publishes the
     /// revision.
     fn commit(self, change: ChangeSet, schema: Option<&str>) -> Result<Revision, StoreError>;
+}
+
+/// Commits `change` on `session`, first marking its keys in the store's record of recent
+/// writes: the record must hold a revision's changes before any reader can see the revision.
+fn commit<B: TxnBackend>(
+    backend: &B,
+    session: B::Session<'_>,
+    change: ChangeSet,
+    schema: Option<&str>,
+) -> Result<Revision, StoreError> {
+    if let Some(recent) = backend.recent_writes() {
+        recent.record(change.revision, &change.changes, change.schema_changed);
+    }
+    session.commit(change, schema)
 }
 
 /// The commit time of a write on `session`: the clock, never earlier than the last commit.
@@ -226,7 +246,9 @@ pub fn write(backend: &impl TxnBackend, txn: WriteTransaction) -> Result<Revisio
     let derived = leopard::derive(&mut session, now, &changes, None)?;
     changes.extend(derived);
     let revision = session.head().next();
-    session.commit(
+    commit(
+        backend,
+        session,
         ChangeSet {
             revision,
             committed_at: now,
@@ -283,7 +305,9 @@ pub fn delete_by_filter(
     let derived = leopard::derive(&mut session, now, &changes, None)?;
     changes.extend(derived);
     let revision = session.head().next();
-    let revision = session.commit(
+    let revision = commit(
+        backend,
+        session,
         ChangeSet {
             revision,
             committed_at: now,
@@ -316,7 +340,9 @@ pub fn write_schema(
     }
     let changes = leopard::derive(&mut session, now, &[], Some(text))?;
     let revision = session.head().next();
-    session.commit(
+    commit(
+        backend,
+        session,
         ChangeSet {
             revision,
             committed_at: now,
@@ -353,7 +379,9 @@ pub fn import(backend: &impl TxnBackend, import: BulkImport) -> Result<Revision,
     let derived = leopard::derive(&mut session, now, &changes, None)?;
     changes.extend(derived);
     let revision = session.head().next();
-    session.commit(
+    commit(
+        backend,
+        session,
         ChangeSet {
             revision,
             committed_at: now,
@@ -377,19 +405,20 @@ pub fn rebuild_indexes(backend: &impl TxnBackend) -> Result<Option<Revision>, St
         return Ok(None);
     }
     let revision = session.head().next();
-    session
-        .commit(
-            ChangeSet {
-                revision,
-                committed_at: now,
-                caller: None,
-                changes,
-                schema_changed: false,
-                metadata: TransactionMetadata::new(),
-            },
-            None,
-        )
-        .map(Some)
+    commit(
+        backend,
+        session,
+        ChangeSet {
+            revision,
+            committed_at: now,
+            caller: None,
+            changes,
+            schema_changed: false,
+            metadata: TransactionMetadata::new(),
+        },
+        None,
+    )
+    .map(Some)
 }
 
 /// Describes a filter for error messages, e.g. `resource_type=document, relation=viewer`.

@@ -819,3 +819,164 @@ proptest! {
         }
     }
 }
+
+/// A world's relationships changing one write at a time, checked at every revision through
+/// one cache whose answers are carried across revisions (`store/recent.rs`): every answer
+/// must be the reference's on that revision's data. The writes toggle relationships of the
+/// world (deleting present ones, adding absent ones), so answers flip both ways while many
+/// others stay put and are carried.
+fn run_carried(world: &World, bytes: &[u8], indexed: bool) -> Result<u64, TestCaseError> {
+    use tessera::store::{RelationshipUpdate, Store, WriteOp, WriteTransaction};
+    let store = tessera::store::memory::MemoryStore::new();
+    if indexed {
+        let text = tessera::schema::format_schema(&world.schema);
+        store
+            .write_schema(&text, &mut |_| Ok(()), None)
+            .expect("write schema");
+    }
+    let pool = &world.relationships;
+    let mut present: Vec<bool> = (0..pool.len()).map(|i| i % 2 == 0).collect();
+    let initial: Vec<RelationshipUpdate> = pool
+        .iter()
+        .zip(&present)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| RelationshipUpdate {
+            op: WriteOp::Touch,
+            relationship: r.clone(),
+        })
+        .collect();
+    if !initial.is_empty() {
+        store
+            .write(WriteTransaction {
+                updates: initial,
+                ..Default::default()
+            })
+            .expect("initial write");
+    }
+    let cache = CheckCache::new(4096).carried_by(store.recent_writes());
+    let index = SchemaIndex::new(&world.schema);
+    let config = EngineConfig { max_depth: 1000 };
+    let no_context = Context::new();
+    let acyclic = !data_has_cycle(pool);
+
+    let mut subjects: Vec<SubjectRef> = Vec::new();
+    for (shape, rel) in world.shapes.iter().zip(&world.userset_relation) {
+        for id in IDS {
+            subjects.push(SubjectRef::new(&shape.name, id, None));
+            subjects.push(SubjectRef::new(&shape.name, id, Some(rel)));
+        }
+    }
+    let mut queries: Vec<(ObjectRef, String, &SubjectRef)> = Vec::new();
+    for shape in &world.shapes {
+        for name in shape.all_names() {
+            for id in IDS {
+                for s in &subjects {
+                    queries.push((ObjectRef::new(&shape.name, id), name.clone(), s));
+                }
+            }
+        }
+    }
+
+    let steps = 1 + bytes.len() % 6;
+    for step in 0..=steps {
+        if step > 0 && !pool.is_empty() {
+            // Toggle one or two relationships in one transaction.
+            let mut toggled = vec![bytes[step * 7 % bytes.len()] as usize % pool.len()];
+            let second = bytes[(step * 13 + 1) % bytes.len()] as usize % pool.len();
+            if bytes[step % bytes.len()].is_multiple_of(3) && !toggled.contains(&second) {
+                toggled.push(second);
+            }
+            let updates = toggled
+                .iter()
+                .map(|&i| {
+                    present[i] = !present[i];
+                    RelationshipUpdate {
+                        op: if present[i] {
+                            WriteOp::Touch
+                        } else {
+                            WriteOp::Delete
+                        },
+                        relationship: pool[i].clone(),
+                    }
+                })
+                .collect();
+            store
+                .write(WriteTransaction {
+                    updates,
+                    ..Default::default()
+                })
+                .expect("toggle");
+        }
+        let head = store.head_revision().expect("head");
+        let snapshot = store.snapshot(head).expect("snapshot");
+        let ev = tessera::engine::Evaluator::with_index(&world.schema, &index, &*snapshot, &config)
+            .with_cache(&cache);
+        let current: Vec<Relationship> = pool
+            .iter()
+            .zip(&present)
+            .filter(|(_, p)| **p)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let reference = Reference::new(&world.schema, &current);
+        // A different order each revision, so different checks fill the cache first.
+        let rotate = (world.order_seed + step * 31) % queries.len().max(1);
+        for (resource, name, s) in queries[rotate..].iter().chain(&queries[..rotate]) {
+            let got = ev.check(resource, name, s, &no_context).map_err(|e| {
+                TestCaseError::fail(format!("check {resource}#{name}@{s} at {head}: {e}"))
+            })?;
+            let want = reference.check(resource, name, s, &no_context);
+            prop_assert!(
+                same(&got, &want, acyclic),
+                "carried check {}#{}@{} at revision {} (step {}): engine {:?}, reference {:?}",
+                resource,
+                name,
+                s,
+                head,
+                step,
+                got,
+                want
+            );
+        }
+    }
+    Ok(cache.stats().carried)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn answers_carried_across_revisions_agree_with_reference(bytes in proptest::collection::vec(any::<u8>(), 32..320)) {
+        let world = build_world(&bytes);
+        for indexed in [false, true] {
+            if let Err(e) = run_carried(&world, &bytes, indexed) {
+                return Err(TestCaseError::fail(format!(
+                    "{e}\n(nested-group index: {indexed})\n--- world ---\n{}",
+                    describe(&world)
+                )));
+            }
+        }
+    }
+}
+
+/// The property above only means something if answers are actually carried: over a fixed
+/// set of worlds, many are.
+#[test]
+fn answers_are_carried_across_revisions() {
+    let mut carried = 0;
+    for seed in 0..16u8 {
+        let bytes: Vec<u8> = (0..200u32)
+            .map(|i| {
+                (i as u8)
+                    .wrapping_mul(37)
+                    .wrapping_add(seed.wrapping_mul(101))
+            })
+            .collect();
+        let world = build_world(&bytes);
+        carried += run_carried(&world, &bytes, true).expect("agrees with the reference");
+    }
+    assert!(carried > 100, "only {carried} carried hits");
+}

@@ -28,6 +28,7 @@ mod cli_postgres;
 mod cli_serve;
 mod crash;
 mod descriptors;
+mod engine_carry;
 mod engine_check;
 mod engine_golden;
 mod engine_lookup;

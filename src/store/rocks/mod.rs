@@ -57,6 +57,7 @@ use rocksdb::{
 };
 
 use crate::model::{Relationship, Revision, Timestamp};
+use crate::store::recent::RecentWrites;
 use crate::store::txn::{self, TxnBackend, WriteSession};
 use crate::store::{
     BulkImport, ChangeSet, DeleteByFilter, DeleteOutcome, SchemaCheck, Snapshot, Store, StoreError,
@@ -150,6 +151,9 @@ pub(crate) struct Inner {
     /// Schema history (small: GC keeps only what readable revisions need).
     schemas: RwLock<BTreeMap<Revision, Arc<str>>>,
     gc_lock: Mutex<()>,
+    /// The database is opened by this process alone, so every write goes through here and
+    /// the record is complete (from the head at open on).
+    recent: Arc<RecentWrites>,
 }
 
 struct WriterState {
@@ -671,6 +675,7 @@ impl RocksStore {
             schemas: RwLock::new(schemas),
             gc_lock: Mutex::new(()),
             options,
+            recent: Arc::new(RecentWrites::new(Revision(head))),
         });
         let gc_thread = inner
             .options
@@ -775,6 +780,10 @@ impl TxnBackend for RocksStore {
     fn clock(&self) -> &dyn Clock {
         &*self.inner.options.clock
     }
+
+    fn recent_writes(&self) -> Option<&RecentWrites> {
+        Some(&self.inner.recent)
+    }
 }
 
 impl WriteSession for RocksWrite<'_> {
@@ -835,6 +844,10 @@ impl WriteSession for RocksWrite<'_> {
 impl Store for RocksStore {
     fn local_reads(&self) -> bool {
         true
+    }
+
+    fn recent_writes(&self) -> Option<Arc<RecentWrites>> {
+        Some(Arc::clone(&self.inner.recent))
     }
 
     fn head_revision(&self) -> Result<Revision, StoreError> {
