@@ -307,6 +307,21 @@ impl CheckKind {
     }
 }
 
+/// A fixed set of checks per kind, drawn once from the dataset: a workload whose checks repeat
+/// (a list view or a dashboard re-checked by its users) instead of spreading over everything.
+#[derive(Debug, Clone)]
+pub struct HotChecks {
+    by_kind: Vec<Vec<CheckSample>>,
+}
+
+impl HotChecks {
+    /// One of the set's checks of `kind`.
+    pub fn pick(&self, kind: CheckKind, rng: &mut SplitMix64) -> CheckSample {
+        let set = &self.by_kind[kind as usize];
+        set[rng.below_u32(set.len() as u32) as usize]
+    }
+}
+
 /// A check `document:d{document}#view@user:u{user}` with its known answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckSample {
@@ -618,6 +633,22 @@ impl Dataset {
 
     /// A check of `kind` with its known answer. Positive kinds answer `true` unless the drawn
     /// user happens to be banned from the document (rare; then the expectation is `false`).
+    /// `per_kind` checks of each kind, drawn from a stream of `seed` (the same set for the
+    /// same dataset and seed).
+    pub fn hot_checks(&self, per_kind: u32, seed: u64) -> HotChecks {
+        let mut rng = SplitMix64::stream(seed, 0x40_7c4e);
+        HotChecks {
+            by_kind: CheckKind::ALL
+                .iter()
+                .map(|&kind| {
+                    (0..per_kind.max(1))
+                        .map(|_| self.sample_check(kind, &mut rng))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
     pub fn sample_check(&self, kind: CheckKind, rng: &mut SplitMix64) -> CheckSample {
         // A few draws to avoid the rare banned user; the last draw is kept either way, with
         // the expectation that is correct for it.

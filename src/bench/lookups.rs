@@ -349,6 +349,7 @@ pub async fn run_lookups(conn: &mut Connection, plan: &LookupPlan) -> Result<Run
         mix: Some(mix),
         dataset: None,
         verify: plan.verify,
+        hot_checks: None,
         warmup_s: 0.0,
         duration_s: window_s,
         client_cpu: cpu,

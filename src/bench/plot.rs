@@ -765,6 +765,7 @@ mod tests {
             mix: None,
             dataset: None,
             verify: false,
+            hot_checks: None,
             warmup_s: 0.0,
             duration_s: 1.0,
             client_cpu: None,

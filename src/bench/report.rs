@@ -187,6 +187,10 @@ pub struct RunResult {
     pub dataset: Option<DatasetSpec>,
     /// Whether answers were verified (wrong answers count as `WRONG_ANSWER` errors).
     pub verify: bool,
+    /// Checks drawn from a fixed set of this many per kind (`--hot-checks`); absent: from the
+    /// whole dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_checks: Option<u32>,
     pub warmup_s: f64,
     /// The measured window (after warm-up).
     pub duration_s: f64,
@@ -650,6 +654,7 @@ mod tests {
             mix: Some("check.direct=100.0000".into()),
             dataset: Some(DatasetSpec::default()),
             verify: true,
+            hot_checks: None,
             warmup_s: 0.0,
             duration_s: 1.0,
             client_cpu: None,

@@ -27,8 +27,8 @@ use pb::check_permission_response::Permissionship;
 use pb::permissions_service_client::PermissionsServiceClient;
 
 use super::dataset::{
-    CHAIN_OUTSIDER, CheckKind, CheckSample, Dataset, chain_document_id, chain_user_id, document_id,
-    user_id,
+    CHAIN_OUTSIDER, CheckKind, CheckSample, Dataset, HotChecks, chain_document_id, chain_user_id,
+    document_id, user_id,
 };
 use super::mix::{Mix, Operation};
 use super::prng::SplitMix64;
@@ -295,6 +295,9 @@ pub struct MixPlan {
     pub verify: bool,
     /// Items per CheckBulkPermissions request.
     pub bulk_size: u32,
+    /// Draw checks (single and bulk items) from a fixed set of this many per kind; 0: from
+    /// the whole dataset.
+    pub hot_checks: u32,
     pub timeout: Duration,
     pub window: Window,
     /// Worker threads of the runtime (for the report).
@@ -309,6 +312,7 @@ struct MixWorker {
     consistency: ConsistencySource,
     verify: bool,
     bulk_size: u32,
+    hot: Option<Arc<HotChecks>>,
     timeout: Duration,
     task: u32,
     writes: u64,
@@ -325,8 +329,15 @@ impl MixWorker {
         }
     }
 
+    fn sample(&mut self, kind: CheckKind) -> CheckSample {
+        match &self.hot {
+            Some(hot) => hot.pick(kind, &mut self.rng),
+            None => self.dataset.sample_check(kind, &mut self.rng),
+        }
+    }
+
     async fn check(&mut self, kind: CheckKind) -> (Duration, Outcome) {
-        let s = self.dataset.sample_check(kind, &mut self.rng);
+        let s = self.sample(kind);
         let req = check_request(
             self.consistency.get(),
             document_id(s.document),
@@ -344,7 +355,7 @@ impl MixWorker {
         let samples: Vec<CheckSample> = (0..self.bulk_size)
             .map(|i| {
                 let kind = CheckKind::ALL[i as usize % CheckKind::ALL.len()];
-                self.dataset.sample_check(kind, &mut self.rng)
+                self.sample(kind)
             })
             .collect();
         let items = samples
@@ -598,6 +609,8 @@ pub async fn run_mix(conns: &mut [Connection], plan: &MixPlan) -> Result<RunResu
     let consistency = ConsistencySource::new(plan.consistency, token);
     let mix = Arc::new(plan.mix.clone());
     let seed = plan.dataset.spec().seed;
+    let hot =
+        (plan.hot_checks > 0).then(|| Arc::new(plan.dataset.hot_checks(plan.hot_checks, seed)));
     let workers: Vec<MixWorker> = (0..plan.concurrency)
         .map(|task| MixWorker {
             client: conns[task as usize % conns.len()].permissions.clone(),
@@ -607,6 +620,7 @@ pub async fn run_mix(conns: &mut [Connection], plan: &MixPlan) -> Result<RunResu
             consistency: consistency.clone(),
             verify: plan.verify,
             bulk_size: plan.bulk_size,
+            hot: hot.clone(),
             timeout: plan.timeout,
             task,
             writes: 0,
@@ -639,6 +653,7 @@ pub async fn run_mix(conns: &mut [Connection], plan: &MixPlan) -> Result<RunResu
         mix: Some(plan.mix.to_string()),
         dataset: Some(*plan.dataset.spec()),
         verify: plan.verify,
+        hot_checks: (plan.hot_checks > 0).then_some(plan.hot_checks),
         warmup_s: plan.window.warmup.as_secs_f64(),
         duration_s: measured.window_s,
         client_cpu: measured.cpu,
@@ -711,6 +726,7 @@ pub async fn run_noop(
         mix: None,
         dataset: None,
         verify: false,
+        hot_checks: None,
         warmup_s: window.warmup.as_secs_f64(),
         duration_s: measured.window_s,
         client_cpu: measured.cpu,

@@ -166,6 +166,11 @@ pub struct RunArgs {
     /// Items per CheckBulkPermissions request.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
     pub bulk_size: u32,
+    /// Draw checks (single ones and bulk items) from a fixed set of N per check kind, the same
+    /// for every worker, instead of from the whole dataset: a workload whose checks repeat.
+    /// 0: the whole dataset.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000), value_name = "N")]
+    pub hot_checks: u32,
     #[command(flatten)]
     pub driver: DriverArgs,
 }
@@ -438,6 +443,7 @@ fn run_run(args: &RunArgs) -> Result<u8, CliError> {
         consistency: args.consistency,
         verify: args.verify,
         bulk_size: args.bulk_size,
+        hot_checks: args.hot_checks,
         timeout: args.driver.timeout,
         window: Window {
             warmup: args.warmup,
@@ -575,6 +581,7 @@ fn run_sweep(args: &SweepArgs) -> Result<u8, CliError> {
                 consistency: args.consistency,
                 verify: args.verify,
                 bulk_size: args.bulk_size,
+                hot_checks: 0,
                 timeout: args.driver.timeout,
                 window,
                 client_threads: threads,

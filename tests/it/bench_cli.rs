@@ -140,6 +140,31 @@ fn load_run_noop_depth_sweep_and_plot() {
             > 0
     );
 
+    // Repeated checks under at_least_as_fresh with writes: answers carried across revisions
+    // by the check cache stay right.
+    let out = server.cli(&with_tiny(&[
+        "bench",
+        "run",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--concurrency",
+        "4",
+        "--consistency",
+        "at_least_as_fresh",
+        "--mix",
+        "check=3,check_bulk=1,write=1",
+        "--hot-checks",
+        "3",
+        "--verify",
+        "--json",
+    ]));
+    let report = json(out.ok());
+    let run = &report["runs"][0];
+    assert_eq!(run["hot_checks"], 3);
+    assert_eq!(run["total"]["error_count"], 0, "{run}");
+
     // Table output names every operation.
     let out = server.cli(&with_tiny(&[
         "bench",
