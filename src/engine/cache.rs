@@ -26,18 +26,25 @@
 //! Only path-independent results are stored — the same ones a request's own memo keeps (see
 //! `check.rs`) — so a cached answer equals what a fresh evaluation would compute.
 //!
+//! Admission: an answer is stored the second time it is offered within a window, not the
+//! first (a *doorkeeper*, as in TinyLFU: two bits per key in a bit array cleared after every
+//! `max_entries` first offers). Most sub-problems of random checks are solved once and never
+//! asked again; they now cost two bits instead of an entry (its allocations, its share of
+//! the generation churn, its list of reads). Anything asked twice is cached from then on.
+//!
 //! The cache is sharded (a mutex per shard, chosen by the key's hash) and bounded: each shard
 //! keeps two generations, new entries go to the young one, and when it is full the old one is
 //! dropped and the young one becomes old; a hit in the old generation is promoted. So memory
 //! stays under the configured number of entries and the hot set survives. Keys are stored by
-//! a keyed 64-bit hash (random per process, so callers cannot aim collisions) and verified
-//! against the full key on every hit, so a collision can only cost a miss, never a wrong answer.
+//! a keyed 64-bit hash (seeded at random per process) and verified against the full key on
+//! every hit, so a collision can only cost a miss, never a wrong answer.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 
 use super::CheckOutcome;
@@ -62,6 +69,11 @@ pub struct CheckCache {
     generation_capacity: usize,
     /// The store's record of recent writes, which lets entries serve later revisions.
     recent: Option<Arc<RecentWrites>>,
+    /// The doorkeeper's bits (a power of two of them) and its first offers since cleared.
+    doorkeeper: Box<[AtomicU64]>,
+    first_offers: AtomicUsize,
+    /// First offers after which the doorkeeper is cleared.
+    doorkeeper_window: usize,
     hits: AtomicU64,
     carried: AtomicU64,
     misses: AtomicU64,
@@ -171,9 +183,16 @@ impl CheckCache {
     pub fn new(max_entries: usize) -> Self {
         CheckCache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             generation_capacity: max_entries.div_ceil(SHARDS * 2),
             recent: None,
+            // Four bits per entry the cache holds: with two bits per key, a key seen once is
+            // taken for one seen twice about 15 % of the time when the window is full.
+            doorkeeper: (0..(max_entries * 4).div_ceil(64).max(1).next_power_of_two())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            first_offers: AtomicUsize::new(0),
+            doorkeeper_window: max_entries.max(1),
             hits: AtomicU64::new(0),
             carried: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -300,6 +319,35 @@ impl CheckCache {
         {
             e.revision = key.revision;
         }
+    }
+
+    /// Whether an answer for `key` should be stored: true when the key was offered before in
+    /// the doorkeeper's window (see the module docs). Every call counts as an offer.
+    pub(crate) fn admit(&self, key: &KeyRef<'_>) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let hash = self.hash(key);
+        let bits = self.doorkeeper.len() * 64;
+        // Two positions from independent halves of the hash.
+        let positions = [hash as usize % bits, (hash >> 32) as usize % bits];
+        let seen = positions
+            .iter()
+            .all(|&p| self.doorkeeper[p / 64].load(Ordering::Relaxed) & (1 << (p % 64)) != 0);
+        if seen {
+            return true;
+        }
+        for p in positions {
+            self.doorkeeper[p / 64].fetch_or(1 << (p % 64), Ordering::Relaxed);
+        }
+        if self.first_offers.fetch_add(1, Ordering::Relaxed) + 1 >= self.doorkeeper_window {
+            // Races here only blur which keys count as seen: admission, never an answer.
+            self.first_offers.store(0, Ordering::Relaxed);
+            for word in self.doorkeeper.iter() {
+                word.store(0, Ordering::Relaxed);
+            }
+        }
+        false
     }
 
     /// Remembers `value` for `key`, computed at snapshot time `computed_at`. An entry for the
@@ -480,6 +528,27 @@ mod tests {
         cache.insert(&key(9, "y", "user:alice"), &s, t(0), has(None));
         cache.insert(&key(3, "y", "user:alice"), &s, t(0), has(None));
         assert!(cache.get(&key(9, "y", "user:alice"), t(1)).is_some());
+    }
+
+    #[test]
+    fn admits_what_is_offered_twice_within_the_window() {
+        let cache = CheckCache::new(64);
+        assert!(!cache.admit(&key(1, "doc", "user:alice")));
+        assert!(cache.admit(&key(1, "doc", "user:alice")));
+        assert!(cache.admit(&key(2, "doc", "user:alice")), "any revision");
+        // A full window forgets every first offer: right after it is cleared, nothing counts
+        // as seen.
+        let mut i = 0;
+        loop {
+            i += 1;
+            let first = !cache.admit(&key(1, &format!("cold{i}"), "user:alice"));
+            if first && cache.first_offers.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            assert!(i < 10_000, "the window never filled");
+        }
+        assert!(!cache.admit(&key(1, "doc", "user:alice")));
+        assert!(!CheckCache::new(0).admit(&key(1, "doc", "user:alice")));
     }
 
     #[test]

@@ -74,6 +74,8 @@ struct Recorder<'e> {
     deps: Vec<ReadKey>,
     /// Set by a read that names no key: the current subtree's reads are not all known.
     lost: bool,
+    /// Reused to sort and deduplicate a span's keys.
+    scratch: Vec<ReadKey>,
 }
 
 impl Recorder<'_> {
@@ -117,16 +119,17 @@ impl Recorder<'_> {
     }
 
     /// The distinct keys of `span` for the shared cache, when few enough.
-    fn distinct(&self, span: Reads) -> Option<Arc<[ReadKey]>> {
+    fn distinct(&mut self, span: Reads) -> Option<Arc<[ReadKey]>> {
         let (from, to) = span?;
         let keys = &self.deps[from as usize..to as usize];
         if keys.len() > MAX_DEPS * 4 {
             return None;
         }
-        let mut keys = keys.to_vec();
-        keys.sort_unstable();
-        keys.dedup();
-        (keys.len() <= MAX_DEPS).then(|| Arc::from(keys))
+        self.scratch.clear();
+        self.scratch.extend_from_slice(keys);
+        self.scratch.sort_unstable();
+        self.scratch.dedup();
+        (self.scratch.len() <= MAX_DEPS).then(|| Arc::from(&self.scratch[..]))
     }
 }
 
@@ -207,10 +210,9 @@ pub(crate) struct CheckRun<'e, 'a> {
     shared: Option<Shared<'e>>,
     /// This run's reads, sharing store resources between them, and what they depend on.
     reader: Recorder<'e>,
-    /// The nested-group index's state per nesting relation, read once per run.
+    /// The nested-group index's state per nesting relation, read once per run (with the
+    /// reads it came from, replayed at each reuse).
     nested: NestedIndex,
-    /// The reads of `nested`'s states, replayed at each reuse.
-    nested_reads: HashMap<NodeId, Reads>,
     /// Per nesting relation: the relationships naming the subject (or its wildcard) there,
     /// and the reads they came from.
     entries: HashMap<NodeId, (Rc<Vec<Relationship>>, Reads)>,
@@ -255,11 +257,12 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             reader: Recorder {
                 inner: ev.snapshot.reader(),
                 recent,
-                deps: Vec::new(),
+                // Enough for a typical check's reads without growing.
+                deps: Vec::with_capacity(if recent.is_some() { 128 } else { 0 }),
                 lost: false,
+                scratch: Vec::new(),
             },
             nested: NestedIndex::default(),
-            nested_reads: HashMap::new(),
             entries: HashMap::new(),
         })
     }
@@ -406,19 +409,24 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         expires: Option<Timestamp>,
         reads: Reads,
     ) {
-        if let Some(shared) = &self.shared
-            && shared.write
-        {
-            shared.cache.insert(
-                &self.cache_key(shared, node, &id),
-                &shared.subject,
-                shared.now,
-                Cached {
-                    outcome: outcome.clone(),
-                    expires,
-                    deps: self.reader.distinct(reads),
-                },
-            );
+        let offer = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.write && s.cache.admit(&self.cache_key(s, node, &id)));
+        if offer {
+            let deps = self.reader.distinct(reads);
+            if let Some(shared) = &self.shared {
+                shared.cache.insert(
+                    &self.cache_key(shared, node, &id),
+                    &shared.subject,
+                    shared.now,
+                    Cached {
+                        outcome: outcome.clone(),
+                        expires,
+                        deps,
+                    },
+                );
+            }
         }
         self.memo[node as usize].insert(
             id,
@@ -619,8 +627,8 @@ impl<'e, 'a> CheckRun<'e, 'a> {
     /// The nested-group index's state of `node` (`NestedIndex::state`), noting its read at
     /// every use (it is read once per run).
     fn nested_state(&mut self, node: NodeId) -> Result<Option<Rc<IndexState>>, EngineError> {
-        if let Some(reads) = self.nested_reads.get(&node) {
-            self.reader.replay(*reads);
+        if let Some(reads) = self.nested.noted(node) {
+            self.reader.replay(reads);
             return self.nested.state(self.ev, &mut self.reader, node);
         }
         let outer_lost = std::mem::take(&mut self.reader.lost);
@@ -628,7 +636,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         let state = self.nested.state(self.ev, &mut self.reader, node)?;
         let reads = self.reader.span_since(mark, self.reader.lost);
         self.reader.lost |= outer_lost;
-        self.nested_reads.insert(node, reads);
+        self.nested.note(node, reads);
         Ok(state)
     }
 

@@ -33,6 +33,9 @@ use crate::store::leopard::{
 #[derive(Default)]
 pub(crate) struct NestedIndex {
     states: HashMap<NodeId, Option<Rc<IndexState>>>,
+    /// Per node, what the caller noted about the read of its state (a check run: the span of
+    /// its noted reads, replayed at each reuse).
+    notes: HashMap<NodeId, Option<(u32, u32)>>,
 }
 
 impl NestedIndex {
@@ -56,6 +59,17 @@ impl NestedIndex {
         let state = state.built.then(|| Rc::new(state));
         self.states.insert(node, state.clone());
         Ok(state)
+    }
+
+    /// What the caller noted about `node`'s state read ([`NestedIndex::note`]); `None` before
+    /// it is read.
+    pub(crate) fn noted(&self, node: NodeId) -> Option<Option<(u32, u32)>> {
+        self.notes.get(&node).copied()
+    }
+
+    /// Keeps `note` with `node`'s state, for [`NestedIndex::noted`].
+    pub(crate) fn note(&mut self, node: NodeId, note: Option<(u32, u32)>) {
+        self.notes.insert(node, note);
     }
 
     /// Whether `node` is a nesting relation with a complete index in the snapshot. Kept out of

@@ -17,8 +17,9 @@
 //! relationships of reserved types, changed in the same transaction) marks all five keys that
 //! a read of it could have named. A read matching a relationship names one of that
 //! relationship's keys, so "none of my keys changed after `r`" implies "none of what I read
-//! changed after `r`". Keys are 64-bit hashes under a per-process random key; a collision can
-//! only make an unchanged key look changed (a cache miss), never the reverse.
+//! changed after `r`". Keys are 64-bit hashes under a per-process random seed; a collision can
+//! only make an unchanged key look changed (a cache miss), never the reverse — so a fast hash
+//! serves, and a caller aiming collisions can only slow its own checks down.
 //!
 //! Soundness rests on the order of events, which the transaction layer (`txn.rs`) keeps: a
 //! transaction's keys are recorded *before* its revision is published, so a reader at any
@@ -33,7 +34,9 @@
 //! [`LARGE_TRANSACTION`] relationships, and every schema write, empty all shards the same way.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use foldhash::fast::RandomState;
 
 use parking_lot::Mutex;
 
@@ -108,7 +111,7 @@ impl RecentWrites {
     /// As [`RecentWrites::new`], holding at most about `keys` keys.
     pub fn with_capacity(head: Revision, keys: usize) -> Self {
         RecentWrites {
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
