@@ -63,6 +63,14 @@ pub fn install_recorder() -> Result<PrometheusHandle, CliError> {
         "tessera_check_cache_misses_total",
         "Check sub-problems looked up in the shared cache and not found (or expired)."
     );
+    metrics::describe_counter!(
+        "tessera_lookup_plan_cache_hits_total",
+        "LookupResources plans taken from the shared cache (at their revision or carried to a later one)."
+    );
+    metrics::describe_counter!(
+        "tessera_lookup_plan_cache_misses_total",
+        "LookupResources plans walked because the shared cache held none that holds."
+    );
     metrics::describe_gauge!(
         "tessera_check_cache_entries",
         "Answers currently held by the shared check cache."
@@ -89,6 +97,8 @@ pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: Option<PathBuf>) 
         metrics::counter!("tessera_check_cache_carried_hits_total").absolute(cache.carried);
         metrics::counter!("tessera_check_cache_misses_total").absolute(cache.misses);
         metrics::gauge!("tessera_check_cache_entries").set(cache.entries as f64);
+        metrics::counter!("tessera_lookup_plan_cache_hits_total").absolute(cache.plan_hits);
+        metrics::counter!("tessera_lookup_plan_cache_misses_total").absolute(cache.plan_misses);
         let store = tessera.store().clone();
         let dir = data_dir.clone();
         let sample = tokio::task::spawn_blocking(move || {

@@ -32,6 +32,14 @@
 //! asked again; they now cost two bits instead of an entry (its allocations, its share of
 //! the generation churn, its list of reads). Anything asked twice is cached from then on.
 //!
+//! The cache also keeps **LookupResources plans** (`lookup_resources.rs`: the walk from the
+//! subject to the streams of resource ids, which depends on no caveat context), per (target
+//! permission, subject), under the same rules: a plan serves its own revision, and later ones
+//! while the record of recent writes vouches for every read of its walk; and only snapshot
+//! times before the earliest expiration among the relationships it read. A repeated lookup
+//! (a list view fetched again) then starts streaming at once. Plans are bounded by their
+//! total weight (materialized keys and streams), in two generations like the answers.
+//!
 //! The cache is sharded (a mutex per shard, chosen by the key's hash) and bounded: each shard
 //! keeps two generations, new entries go to the young one, and when it is full the old one is
 //! dropped and the young one becomes old; a hit in the old generation is promoted. So memory
@@ -49,6 +57,7 @@ use parking_lot::Mutex;
 
 use super::CheckOutcome;
 use super::analysis::NodeId;
+use super::lookup_resources::LookupPlan;
 use crate::model::{Revision, Timestamp};
 use crate::store::recent::{ReadKey, RecentWrites};
 
@@ -58,6 +67,9 @@ pub const DEFAULT_CHECK_CACHE_ENTRIES: usize = 256 * 1024;
 /// An answer that read more distinct keys than this answers its own revision only (its keys
 /// would cost more memory, and more time to vouch for, than evaluating again).
 pub const MAX_DEPS: usize = 48;
+
+/// A plan whose walk read more distinct keys than this serves its own revision only.
+pub const MAX_PLAN_DEPS: usize = 8192;
 
 const SHARDS: usize = 32;
 
@@ -77,6 +89,34 @@ pub struct CheckCache {
     hits: AtomicU64,
     carried: AtomicU64,
     misses: AtomicU64,
+    plans: Mutex<Plans>,
+    /// Total weight the plans may have.
+    plan_budget: usize,
+    plan_hits: AtomicU64,
+    plan_misses: AtomicU64,
+}
+
+/// A cached LookupResources plan; see the module docs.
+struct PlanEntry {
+    revision: Revision,
+    computed_at: Timestamp,
+    expires: Option<Timestamp>,
+    deps: Option<Arc<[ReadKey]>>,
+    plan: Arc<LookupPlan>,
+    weight: usize,
+}
+
+impl PlanEntry {
+    fn holds_at(&self, now: Timestamp) -> bool {
+        self.computed_at <= now && self.expires.is_none_or(|e| now < e)
+    }
+}
+
+#[derive(Default)]
+struct Plans {
+    young: HashMap<(NodeId, String), PlanEntry>,
+    old: HashMap<(NodeId, String), PlanEntry>,
+    young_weight: usize,
 }
 
 /// Counters of a [`CheckCache`] since it was created.
@@ -87,6 +127,9 @@ pub struct CheckCacheStats {
     pub carried: u64,
     pub misses: u64,
     pub entries: usize,
+    /// LookupResources plans found (carried ones included) and not found.
+    pub plan_hits: u64,
+    pub plan_misses: u64,
 }
 
 /// The full key of a lookup, borrowed (what a lookup has at hand).
@@ -193,6 +236,11 @@ impl CheckCache {
                 .collect(),
             first_offers: AtomicUsize::new(0),
             doorkeeper_window: max_entries.max(1),
+            plans: Mutex::new(Plans::default()),
+            // A plan weighs about one unit per group, folder or stream it reaches.
+            plan_budget: max_entries * 4,
+            plan_hits: AtomicU64::new(0),
+            plan_misses: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             carried: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -227,6 +275,8 @@ impl CheckCache {
             carried: self.carried.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries,
+            plan_hits: self.plan_hits.load(Ordering::Relaxed),
+            plan_misses: self.plan_misses.load(Ordering::Relaxed),
         }
     }
 
@@ -381,6 +431,120 @@ impl CheckCache {
         }
         shard.old.remove(&hash);
         self.insert_young(shard, hash, entry);
+    }
+
+    /// The cached plan of `node` for `subject` that holds at `revision` and snapshot time `now`.
+    pub(crate) fn plan(
+        &self,
+        node: NodeId,
+        subject: &str,
+        revision: Revision,
+        now: Timestamp,
+    ) -> Option<Arc<LookupPlan>> {
+        if !self.enabled() {
+            return None;
+        }
+        let key = (node, subject.to_string());
+        let found = {
+            let mut guard = self.plans.lock();
+            let plans = &mut *guard;
+            if !plans.young.contains_key(&key)
+                && let Some(e) = plans.old.remove(&key)
+            {
+                plans.young_weight += e.weight;
+                plans.young.insert(key.clone(), e);
+            }
+            plans.young.get(&key).and_then(|e| {
+                if !e.holds_at(now) || e.revision > revision {
+                    None
+                } else if e.revision == revision {
+                    Some((Arc::clone(&e.plan), None))
+                } else {
+                    e.deps
+                        .as_ref()
+                        .map(|d| (Arc::clone(&e.plan), Some((Arc::clone(d), e.revision))))
+                }
+            })
+        };
+        let plan = match found {
+            Some((plan, None)) => Some(plan),
+            Some((plan, Some((deps, since)))) => {
+                let unchanged = self
+                    .recent
+                    .as_ref()
+                    .is_some_and(|r| r.unchanged_since(&deps, since));
+                unchanged.then(|| {
+                    if let Some(e) = self.plans.lock().young.get_mut(&key)
+                        && e.revision == since
+                    {
+                        e.revision = revision;
+                    }
+                    plan
+                })
+            }
+            None => None,
+        };
+        let counter = if plan.is_some() {
+            &self.plan_hits
+        } else {
+            &self.plan_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        plan
+    }
+
+    /// Remembers `plan` of `node` for `subject`, made at `revision` and snapshot time
+    /// `computed_at` from reads `deps` (`None`: unknown, its own revision only), holding
+    /// until `expires`. A plan too heavy for an eighth of the budget is not kept.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert_plan(
+        &self,
+        node: NodeId,
+        subject: &str,
+        revision: Revision,
+        computed_at: Timestamp,
+        expires: Option<Timestamp>,
+        deps: Option<Arc<[ReadKey]>>,
+        plan: Arc<LookupPlan>,
+    ) {
+        let weight = plan.weight().max(1);
+        if !self.enabled()
+            || weight > self.plan_budget / 8
+            || expires.is_some_and(|e| e <= computed_at)
+        {
+            return;
+        }
+        let key = (node, subject.to_string());
+        let mut guard = self.plans.lock();
+        let plans = &mut *guard;
+        if plans
+            .young
+            .get(&key)
+            .or_else(|| plans.old.get(&key))
+            .is_some_and(|e| e.revision > revision)
+        {
+            return;
+        }
+        plans.old.remove(&key);
+        if let Some(e) = plans.young.remove(&key) {
+            plans.young_weight -= e.weight;
+        }
+        if plans.young_weight + weight > self.plan_budget / 2 {
+            plans.old = std::mem::take(&mut plans.young);
+            plans.young_weight = 0;
+        }
+        plans.young_weight += weight;
+        plans.young.insert(
+            key,
+            PlanEntry {
+                revision,
+                computed_at,
+                expires,
+                deps,
+                plan,
+                weight,
+            },
+        );
     }
 
     fn insert_young(&self, shard: &mut Shard, hash: u64, entry: Entry) {

@@ -21,7 +21,7 @@
 //!   expiration among the relationships it rests on (tracked through the recursion like the
 //!   low-link), so a cached answer is never served once one of them has expired; and, when
 //!   the store keeps a record of recent writes, the keys of everything it read
-//!   ([`Recorder`], tracked the same way: a subtree's reads are the ones noted since it
+//!   (`reads.rs`, tracked the same way: a subtree's reads are the ones noted since it
 //!   began, its sub-problems' included, whether evaluated or recalled), so the answer can
 //!   serve later revisions while none of them changes. Requests with a caveat context bypass
 //!   the cache, and a lookup's confirmation run that was pre-filled with proofs of unknown
@@ -35,14 +35,14 @@ use super::analysis::{NodeId, NodeKind, RelationInfo, Rw, SchemaIndex};
 use super::cache::{Cached, CheckCache, KeyRef, MAX_DEPS};
 use super::leopard::{self, NestedIndex};
 use super::outcome::{exclude, intersect, union};
+use super::reads::{Reads, Recorder};
 use super::{CheckOutcome, EngineError, Evaluator};
 use crate::model::{
-    Context, Relationship, RelationshipFilter, Revision, SubjectFilter, SubjectRef,
-    SubjectRelationFilter, Timestamp, WILDCARD_ID,
+    Context, Relationship, Revision, SubjectFilter, SubjectRef, SubjectRelationFilter, Timestamp,
+    WILDCARD_ID,
 };
+use crate::store::SnapshotReader;
 use crate::store::leopard::IndexState;
-use crate::store::recent::{ReadKey, RecentWrites};
-use crate::store::{ReversePage, SnapshotReader, StoreError};
 
 /// Up to this many objects to test against a nested set, probe the index for each; beyond,
 /// read the nested set once.
@@ -54,118 +54,6 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
         (None, b) => b,
-    }
-}
-
-/// A run stops noting reads after this many (and its later answers answer their own
-/// revision only): the notes of one run are bounded whatever it evaluates.
-const MAX_NOTED_READS: usize = 1 << 18;
-
-/// A span of a run's noted reads (`Recorder::deps`); `None` when they are not all known.
-type Reads = Option<(u32, u32)>;
-
-/// The run's reader: passes every read through, noting the key it names in the record of
-/// recent writes (`store/recent.rs`) while the run's answers may be carried across revisions.
-struct Recorder<'e> {
-    inner: Box<dyn SnapshotReader + 'e>,
-    /// The record whose keys are noted; `None` when nothing is noted.
-    recent: Option<&'e RecentWrites>,
-    /// Every key noted so far, in order; a subtree's keys are a suffix from where it began.
-    deps: Vec<ReadKey>,
-    /// Set by a read that names no key: the current subtree's reads are not all known.
-    lost: bool,
-    /// Reused to sort and deduplicate a span's keys.
-    scratch: Vec<ReadKey>,
-}
-
-impl Recorder<'_> {
-    fn noting(&self) -> bool {
-        self.recent.is_some()
-    }
-
-    fn note(&mut self, key: Option<ReadKey>) {
-        match key {
-            Some(k) if self.deps.len() < MAX_NOTED_READS => self.deps.push(k),
-            Some(_) => self.stop(),
-            None => self.lost = true,
-        }
-    }
-
-    /// Stops noting for the rest of the run: what is computed from now on stays unknown.
-    fn stop(&mut self) {
-        self.recent = None;
-        self.lost = true;
-    }
-
-    /// Notes again the keys of `span` (a sub-problem or a per-run read being reused).
-    fn replay(&mut self, span: Reads) {
-        if !self.noting() {
-            return;
-        }
-        match span {
-            Some((from, to)) if (to - from) as usize <= MAX_DEPS * 4 => {
-                if self.deps.len() + (to - from) as usize > MAX_NOTED_READS {
-                    return self.stop();
-                }
-                self.deps.extend_from_within(from as usize..to as usize);
-            }
-            _ => self.lost = true,
-        }
-    }
-
-    /// The span of keys noted since `mark`, unless some were lost.
-    fn span_since(&self, mark: usize, lost: bool) -> Reads {
-        (self.noting() && !lost).then_some((mark as u32, self.deps.len() as u32))
-    }
-
-    /// The distinct keys of `span` for the shared cache, when few enough.
-    fn distinct(&mut self, span: Reads) -> Option<Arc<[ReadKey]>> {
-        let (from, to) = span?;
-        let keys = &self.deps[from as usize..to as usize];
-        if keys.len() > MAX_DEPS * 4 {
-            return None;
-        }
-        self.scratch.clear();
-        self.scratch.extend_from_slice(keys);
-        self.scratch.sort_unstable();
-        self.scratch.dedup();
-        (self.scratch.len() <= MAX_DEPS).then(|| Arc::from(&self.scratch[..]))
-    }
-}
-
-impl SnapshotReader for Recorder<'_> {
-    fn read(&mut self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {
-        if let Some(r) = self.recent {
-            self.note(r.read_key(filter));
-        }
-        self.inner.read(filter)
-    }
-
-    fn reverse(
-        &mut self,
-        subject: &SubjectFilter,
-        resource_type: &str,
-        relation: &str,
-        page: Option<ReversePage<'_>>,
-    ) -> Result<Vec<Relationship>, StoreError> {
-        if let Some(r) = self.recent {
-            self.note(Some(r.reverse_key(subject, resource_type, relation)));
-        }
-        self.inner.reverse(subject, resource_type, relation, page)
-    }
-
-    fn reverse_ids(
-        &mut self,
-        subject: &SubjectFilter,
-        resource_type: &str,
-        relation: &str,
-        page: ReversePage<'_>,
-    ) -> Result<Vec<(String, bool)>, StoreError> {
-        if let Some(r) = self.recent {
-            self.note(Some(r.reverse_key(subject, resource_type, relation)));
-        }
-        self.inner
-            .reverse_ids(subject, resource_type, relation, page)
     }
 }
 
@@ -254,14 +142,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             low: usize::MAX,
             expires: None,
             shared,
-            reader: Recorder {
-                inner: ev.snapshot.reader(),
-                recent,
-                // Enough for a typical check's reads without growing.
-                deps: Vec::with_capacity(if recent.is_some() { 128 } else { 0 }),
-                lost: false,
-                scratch: Vec::new(),
-            },
+            reader: Recorder::new(ev.snapshot.reader(), recent),
             nested: NestedIndex::default(),
             entries: HashMap::new(),
         })
@@ -370,7 +251,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
         if let Some(v) = self.memo[node as usize].get(id) {
             self.expires = earliest(self.expires, v.expires);
             let outcome = v.outcome.clone();
-            self.reader.replay(v.deps);
+            self.reader.replay(v.deps, MAX_DEPS * 4);
             return Some(outcome);
         }
         let shared = self.shared.as_ref()?;
@@ -414,7 +295,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
             .as_ref()
             .is_some_and(|s| s.write && s.cache.admit(&self.cache_key(s, node, &id)));
         if offer {
-            let deps = self.reader.distinct(reads);
+            let deps = self.reader.distinct(reads, MAX_DEPS);
             if let Some(shared) = &self.shared {
                 shared.cache.insert(
                     &self.cache_key(shared, node, &id),
@@ -628,7 +509,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
     /// every use (it is read once per run).
     fn nested_state(&mut self, node: NodeId) -> Result<Option<Rc<IndexState>>, EngineError> {
         if let Some(reads) = self.nested.noted(node) {
-            self.reader.replay(reads);
+            self.reader.replay(reads, MAX_DEPS * 4);
             return self.nested.state(self.ev, &mut self.reader, node);
         }
         let outer_lost = std::mem::take(&mut self.reader.lost);
@@ -650,7 +531,7 @@ impl<'e, 'a> CheckRun<'e, 'a> {
     ) -> Result<Rc<Vec<Relationship>>, EngineError> {
         if let Some((e, reads)) = self.entries.get(&node) {
             let e = Rc::clone(e);
-            self.reader.replay(*reads);
+            self.reader.replay(*reads, MAX_DEPS * 4);
             return Ok(e);
         }
         let outer_lost = std::mem::take(&mut self.reader.lost);

@@ -40,8 +40,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::analysis::{NodeId, NodeKind, Purity, ReverseEdge, Rw, SchemaIndex};
+use super::cache::MAX_PLAN_DEPS;
 use super::check::CheckRun;
 use super::leopard::{self, NestedIndex};
+use super::reads::Recorder;
 use super::{CheckOutcome, EngineError, Evaluator, LookupResource};
 use crate::model::{
     Context, Relationship, SubjectFilter, SubjectRef, SubjectRelationFilter, WILDCARD_ID,
@@ -137,6 +139,13 @@ pub(crate) struct LookupPlan {
     streams: Vec<StreamSpec>,
 }
 
+impl LookupPlan {
+    /// A rough measure of the memory it holds (materialized keys and streams), for caches.
+    pub(crate) fn weight(&self) -> usize {
+        self.keys.len() + self.streams.len()
+    }
+}
+
 /// Whether `rw`, evaluated on object `id`, may be other than `No` for the subject: only if
 /// some key it depends on was reached (every node a subtracted expression depends on is
 /// materialized).
@@ -206,9 +215,7 @@ impl SuspendedLookup {
 
     /// A rough measure of the memory it holds (keys and buffered ids), for caches.
     pub fn weight(&self) -> usize {
-        self.plan.keys.len()
-            + self.plan.streams.len()
-            + self.states.iter().map(|s| s.buffer.len()).sum::<usize>()
+        self.plan.weight() + self.states.iter().map(|s| s.buffer.len()).sum::<usize>()
     }
 }
 
@@ -475,13 +482,58 @@ impl Iterator for ResourceStream<'_, '_> {
     }
 }
 
-/// Plans a lookup of `target` for `subject`, positioned after `after`.
+/// Plans a lookup of `target` for `subject`, positioned after `after`: the plan comes from
+/// the shared cache when it holds one for this revision (or one carried to it), else from a
+/// walk, offered to the cache.
 pub(crate) fn plan(
     ev: &Evaluator<'_>,
     target: NodeId,
     subject: &SubjectRef,
     after: Option<&str>,
 ) -> Result<SuspendedLookup, EngineError> {
+    let Some(cache) = ev.cache.filter(|c| c.enabled()) else {
+        let plan = walk_plan(
+            ev,
+            target,
+            subject,
+            Recorder::new(ev.snapshot.reader(), None),
+        )?;
+        return Ok(position(Arc::new(plan.0), after));
+    };
+    let (revision, now) = (ev.snapshot.revision(), ev.snapshot.now());
+    let subject_key = subject.to_string();
+    if let Some(plan) = cache.plan(target, &subject_key, revision, now) {
+        return Ok(position(plan, after));
+    }
+    let reader = Recorder::new(ev.snapshot.reader(), cache.recent());
+    let (plan, mut reader) = walk_plan(ev, target, subject, reader)?;
+    let plan = Arc::new(plan);
+    let deps = if reader.lost {
+        None
+    } else {
+        let all = reader.span_since(0, false);
+        reader.distinct(all, MAX_PLAN_DEPS)
+    };
+    cache.insert_plan(
+        target,
+        &subject_key,
+        revision,
+        now,
+        reader.expires,
+        deps,
+        Arc::clone(&plan),
+    );
+    Ok(position(plan, after))
+}
+
+/// The walk of a plan (see the module docs), reading through `reader`, which it returns with
+/// its notes.
+fn walk_plan<'e>(
+    ev: &'e Evaluator<'_>,
+    target: NodeId,
+    subject: &SubjectRef,
+    reader: Recorder<'e>,
+) -> Result<(LookupPlan, Recorder<'e>), EngineError> {
     let index = ev.index();
     let relevant = index.support(target);
     let lazy = lazy_nodes(index, target, &relevant);
@@ -498,7 +550,7 @@ pub(crate) fn plan(
         seeds: Vec::new(),
         queue: VecDeque::new(),
         closed: Vec::new(),
-        reader: ev.snapshot.reader(),
+        reader,
         nested: NestedIndex::default(),
         streams: Vec::new(),
         stream_of: HashMap::new(),
@@ -512,6 +564,7 @@ pub(crate) fn plan(
         keys,
         mut streams,
         computed,
+        reader,
         ..
     } = walk;
 
@@ -538,7 +591,21 @@ pub(crate) fn plan(
             alts: vec![(None, Route::Exact)],
         });
     }
-    let states = streams
+    let plan = LookupPlan {
+        target,
+        resource_type: index.get(target).type_name.clone(),
+        ids,
+        keys: keys.into_iter().map(|(n, id, _)| (n, id)).collect(),
+        certain,
+        streams,
+    };
+    Ok((plan, reader))
+}
+
+/// A lookup of `plan` positioned strictly after `after`.
+fn position(plan: Arc<LookupPlan>, after: Option<&str>) -> SuspendedLookup {
+    let states = plan
+        .streams
         .iter()
         .map(|spec| StreamState {
             buffer: VecDeque::new(),
@@ -553,20 +620,13 @@ pub(crate) fn plan(
             exhausted: false,
         })
         .collect();
-    Ok(SuspendedLookup {
-        plan: Arc::new(LookupPlan {
-            target,
-            resource_type: index.get(target).type_name.clone(),
-            ids,
-            keys: keys.into_iter().map(|(n, id, _)| (n, id)).collect(),
-            certain,
-            streams,
-        }),
+    SuspendedLookup {
+        plan,
         states,
         after: after.map(str::to_string),
         pending: None,
         returned: after.map(str::to_string),
-    })
+    }
 }
 
 /// The nodes whose keys are never built (see the module docs): the target and the nodes of
@@ -679,7 +739,7 @@ struct Walk<'e, 'a, 'p> {
     /// Per key: reached through the nested-group index, so everything it is nested in is
     /// reached already.
     closed: Vec<bool>,
-    reader: Box<dyn SnapshotReader + 'e>,
+    reader: Recorder<'e>,
     nested: NestedIndex,
     streams: Vec<StreamSpec>,
     /// `Rows` streams by (relation, subject), to merge the ways one read leads to the target.
@@ -750,7 +810,7 @@ impl Walk<'_, '_, '_> {
 
     /// The index state of `node` when it is an indexed nesting relation.
     fn nested_state(&mut self, node: NodeId) -> Result<Option<Rc<IndexState>>, EngineError> {
-        self.nested.state(self.ev, &mut *self.reader, node)
+        self.nested.state(self.ev, &mut self.reader, node)
     }
 
     /// Key `k` of an indexed nesting relation holds: so does every object it is nested in.
@@ -759,7 +819,7 @@ impl Walk<'_, '_, '_> {
             return Ok(());
         }
         let (node, id, dist) = self.keys[k as usize].clone();
-        for a in leopard::nested_in(self.ev, &mut *self.reader, node, &id)? {
+        for a in leopard::nested_in(self.ev, &mut self.reader, node, &id)? {
             let to = self.reach(node, a, dist + 1)?;
             self.closed[to as usize] = true;
             self.edges[k as usize].push((to, Purity::Exact));
@@ -970,7 +1030,7 @@ impl Walk<'_, '_, '_> {
             for (x, _) in &state.irregular {
                 for rel in self
                     .ev
-                    .read_via(&mut *self.reader, node, x, Some(own.clone()))?
+                    .read_via(&mut self.reader, node, x, Some(own.clone()))?
                 {
                     if leopard::is_fast_edge(self.ev, node, &rel) {
                         continue;

@@ -38,6 +38,7 @@ mod leopard;
 mod lookup_resources;
 mod lookup_subjects;
 mod outcome;
+mod reads;
 
 pub use analysis::SchemaIndex;
 pub use cache::{CheckCache, CheckCacheStats, DEFAULT_CHECK_CACHE_ENTRIES};

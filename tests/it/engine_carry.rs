@@ -240,3 +240,101 @@ fn without_a_record_of_writes_answers_serve_their_own_revision_only() {
     assert_eq!(cache.stats().hits, hits);
     assert_eq!(cache.stats().carried, 0);
 }
+
+/// The ids LookupResources finds for `document#view` at the head, through the shared cache.
+fn lookup(w: &World, subject: &str) -> Vec<String> {
+    let snapshot = w.store.snapshot(w.store.head_revision().unwrap()).unwrap();
+    Evaluator::with_index(&w.schema, &w.index, &*snapshot, &w.config)
+        .with_cache(&w.cache)
+        .lookup_resources("document", "view", &subject_ref(subject), &Context::new())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.resource_id)
+        .collect()
+}
+
+#[test]
+fn a_lookup_plan_is_carried_past_unrelated_writes_and_dropped_by_a_related_one() {
+    let w = World::new(&[
+        "document:a#viewer@group:eng#member",
+        "document:b#viewer@group:ops#member",
+        "group:eng#member@user:alice",
+    ]);
+    assert_eq!(lookup(&w, "user:alice"), ["a"]);
+    assert_eq!(w.cache.stats().plan_misses, 1);
+    // Unrelated: another user's membership. New documents of a group alice is in are read
+    // by the streams, not the plan.
+    w.write(
+        WriteOp::Touch,
+        &[
+            "group:ops#member@user:bob",
+            "document:c#viewer@group:eng#member",
+        ],
+    );
+    assert_eq!(lookup(&w, "user:alice"), ["a", "c"]);
+    assert_eq!(w.cache.stats().plan_hits, 1, "the plan was not carried");
+    // Related: alice joins ops, which the plan's walk read.
+    w.write(WriteOp::Touch, &["group:ops#member@user:alice"]);
+    assert_eq!(lookup(&w, "user:alice"), ["a", "b", "c"]);
+    assert_eq!(w.cache.stats().plan_misses, 2);
+    // And through nesting: ops leaves alice, eng is put inside a group with a document.
+    w.write(WriteOp::Delete, &["group:ops#member@user:alice"]);
+    assert_eq!(lookup(&w, "user:alice"), ["a", "c"]);
+    w.write(
+        WriteOp::Touch,
+        &[
+            "group:all#member@group:eng#member",
+            "document:d#viewer@group:all#member",
+        ],
+    );
+    assert_eq!(lookup(&w, "user:alice"), ["a", "c", "d"]);
+}
+
+#[test]
+fn a_cached_lookup_plan_is_not_served_past_an_expiration() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tessera::model::Timestamp;
+    use tessera::store::memory::MemoryOptions;
+
+    let start: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = Arc::clone(&offset);
+    let store = MemoryStore::with_options(MemoryOptions {
+        clock: Arc::new(move || {
+            start + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
+        }),
+        ..MemoryOptions::default()
+    });
+    let schema = SCHEMA.replace(
+        "relation member: user | group#member | team#member",
+        "relation member: user with expiration | group#member | team#member",
+    );
+    let schema = format!("use expiration\n{schema}");
+    store.write_schema(&schema, &mut |_| Ok(()), None).unwrap();
+    let compiled = tessera::schema::compile("carry.zed", &schema)
+        .unwrap()
+        .schema;
+    let w = World {
+        index: SchemaIndex::new(&compiled),
+        schema: compiled,
+        cache: CheckCache::new(4096).carried_by(store.recent_writes()),
+        store,
+        config: EngineConfig::default(),
+    };
+    w.write(
+        WriteOp::Touch,
+        &[
+            "document:a#viewer@group:eng#member",
+            "group:eng#member@user:alice[expiration:2030-01-01T00:01:00Z]",
+        ],
+    );
+    assert_eq!(lookup(&w, "user:alice"), ["a"]);
+    offset.store(30, Ordering::SeqCst);
+    assert_eq!(lookup(&w, "user:alice"), ["a"]);
+    assert_eq!(w.cache.stats().plan_hits, 1);
+    offset.store(60, Ordering::SeqCst);
+    assert!(
+        lookup(&w, "user:alice").is_empty(),
+        "served a plan past its expiry"
+    );
+}

@@ -937,8 +937,44 @@ fn run_carried(world: &World, bytes: &[u8], indexed: bool) -> Result<u64, TestCa
                 want
             );
         }
+        // Lookups through the same cache: their plans are cached and carried the same way.
+        if acyclic {
+            for shape in &world.shapes {
+                for name in shape.all_names() {
+                    for s in &subjects {
+                        let found = ev
+                            .lookup_resources(&shape.name, &name, s, &no_context)
+                            .map_err(|e| TestCaseError::fail(format!("lookup at {head}: {e}")))?;
+                        let found: Vec<&str> =
+                            found.iter().map(|r| r.resource_id.as_str()).collect();
+                        let want: Vec<&str> = IDS
+                            .iter()
+                            .copied()
+                            .filter(|id| {
+                                reference.check(
+                                    &ObjectRef::new(&shape.name, *id),
+                                    &name,
+                                    s,
+                                    &no_context,
+                                ) != CheckOutcome::No
+                            })
+                            .collect();
+                        prop_assert_eq!(
+                            &found,
+                            &want,
+                            "carried lookup_resources {}#{}@{} at revision {} (step {})",
+                            shape.name,
+                            name,
+                            s,
+                            head,
+                            step
+                        );
+                    }
+                }
+            }
+        }
     }
-    Ok(cache.stats().carried)
+    Ok(cache.stats().carried + cache.stats().plan_hits)
 }
 
 proptest! {
