@@ -71,6 +71,14 @@ pub fn install_recorder() -> Result<PrometheusHandle, CliError> {
         "tessera_lookup_plan_cache_misses_total",
         "LookupResources plans walked because the shared cache held none that holds."
     );
+    metrics::describe_counter!(
+        "tessera_lookup_subjects_cache_hits_total",
+        "LookupSubjects results (without caveat context) taken from the shared cache."
+    );
+    metrics::describe_counter!(
+        "tessera_lookup_subjects_cache_misses_total",
+        "LookupSubjects results (without caveat context) evaluated because the shared cache held none that holds."
+    );
     metrics::describe_gauge!(
         "tessera_check_cache_entries",
         "Answers currently held by the shared check cache."
@@ -99,6 +107,9 @@ pub async fn run_store_gauges(tessera: Arc<Tessera>, data_dir: Option<PathBuf>) 
         metrics::gauge!("tessera_check_cache_entries").set(cache.entries as f64);
         metrics::counter!("tessera_lookup_plan_cache_hits_total").absolute(cache.plan_hits);
         metrics::counter!("tessera_lookup_plan_cache_misses_total").absolute(cache.plan_misses);
+        metrics::counter!("tessera_lookup_subjects_cache_hits_total").absolute(cache.subjects_hits);
+        metrics::counter!("tessera_lookup_subjects_cache_misses_total")
+            .absolute(cache.subjects_misses);
         let store = tessera.store().clone();
         let dir = data_dir.clone();
         let sample = tokio::task::spawn_blocking(move || {

@@ -32,13 +32,15 @@
 //! asked again; they now cost two bits instead of an entry (its allocations, its share of
 //! the generation churn, its list of reads). Anything asked twice is cached from then on.
 //!
-//! The cache also keeps **LookupResources plans** (`lookup_resources.rs`: the walk from the
-//! subject to the streams of resource ids, which depends on no caveat context), per (target
-//! permission, subject), under the same rules: a plan serves its own revision, and later ones
-//! while the record of recent writes vouches for every read of its walk; and only snapshot
-//! times before the earliest expiration among the relationships it read. A repeated lookup
-//! (a list view fetched again) then starts streaming at once. Plans are bounded by their
-//! total weight (materialized keys and streams), in two generations like the answers.
+//! The cache also keeps whole results: **LookupResources plans** (`lookup_resources.rs`: the
+//! walk from the subject to the streams of resource ids, which depends on no caveat context),
+//! per (target permission, subject), and **LookupSubjects results** of requests without a
+//! caveat context, per (permission, resource, subject type and relation). Both follow the
+//! same rules: a result serves its own revision, and later ones while the record of recent
+//! writes vouches for every read of its evaluation; and only snapshot times before the
+//! earliest expiration among the relationships it read. A repeated lookup (a list view or a
+//! sharing dialog opened again) then starts streaming at once. Each kind is bounded by its
+//! total weight (materialized keys and streams; subjects), in two generations like the answers.
 //!
 //! The cache is sharded (a mutex per shard, chosen by the key's hash) and bounded: each shard
 //! keeps two generations, new entries go to the young one, and when it is full the old one is
@@ -56,6 +58,7 @@ use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 
 use super::CheckOutcome;
+use super::LookupSubject;
 use super::analysis::NodeId;
 use super::lookup_resources::LookupPlan;
 use crate::model::{Revision, Timestamp};
@@ -68,7 +71,8 @@ pub const DEFAULT_CHECK_CACHE_ENTRIES: usize = 256 * 1024;
 /// would cost more memory, and more time to vouch for, than evaluating again).
 pub const MAX_DEPS: usize = 48;
 
-/// A plan whose walk read more distinct keys than this serves its own revision only.
+/// A plan or LookupSubjects result that read more distinct keys than this serves its own
+/// revision only.
 pub const MAX_PLAN_DEPS: usize = 8192;
 
 const SHARDS: usize = 32;
@@ -89,34 +93,161 @@ pub struct CheckCache {
     hits: AtomicU64,
     carried: AtomicU64,
     misses: AtomicU64,
-    plans: Mutex<Plans>,
-    /// Total weight the plans may have.
-    plan_budget: usize,
-    plan_hits: AtomicU64,
-    plan_misses: AtomicU64,
+    plans: CarriedMap<(NodeId, String), LookupPlan>,
+    subjects: CarriedMap<SubjectsKey, Vec<LookupSubject>>,
 }
 
-/// A cached LookupResources plan; see the module docs.
-struct PlanEntry {
+/// The key of a LookupSubjects result: permission node, resource id, subject type and
+/// subject relation.
+pub(crate) type SubjectsKey = (NodeId, String, String, Option<String>);
+
+/// How a whole result (a plan, a LookupSubjects result) was made: at `revision` and snapshot
+/// time `computed_at`, from reads `deps` (`None`: unknown, so it serves its own revision
+/// only), holding until `expires`.
+pub(crate) struct Made {
+    pub revision: Revision,
+    pub computed_at: Timestamp,
+    pub expires: Option<Timestamp>,
+    pub deps: Option<Arc<[ReadKey]>>,
+}
+
+impl Made {
+    fn entry<V>(self, value: Arc<V>, weight: usize) -> CarriedEntry<V> {
+        CarriedEntry {
+            revision: self.revision,
+            computed_at: self.computed_at,
+            expires: self.expires,
+            deps: self.deps,
+            value,
+            weight: weight.max(1),
+        }
+    }
+}
+
+/// One value of a [`CarriedMap`]; see the module docs.
+struct CarriedEntry<V> {
     revision: Revision,
     computed_at: Timestamp,
     expires: Option<Timestamp>,
     deps: Option<Arc<[ReadKey]>>,
-    plan: Arc<LookupPlan>,
+    value: Arc<V>,
     weight: usize,
 }
 
-impl PlanEntry {
+impl<V> CarriedEntry<V> {
     fn holds_at(&self, now: Timestamp) -> bool {
         self.computed_at <= now && self.expires.is_none_or(|e| now < e)
     }
 }
 
-#[derive(Default)]
-struct Plans {
-    young: HashMap<(NodeId, String), PlanEntry>,
-    old: HashMap<(NodeId, String), PlanEntry>,
+struct Generations<K, V> {
+    young: HashMap<K, CarriedEntry<V>>,
+    old: HashMap<K, CarriedEntry<V>>,
     young_weight: usize,
+}
+
+/// Whole results (LookupResources plans, LookupSubjects results) kept per key, each for the
+/// revision it was computed at and, vouched for by the record of recent writes, later ones;
+/// bounded by total weight in two generations. See the module docs.
+struct CarriedMap<K, V> {
+    entries: Mutex<Generations<K, V>>,
+    /// Total weight the values may have; a value heavier than an eighth of it is not kept.
+    budget: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> CarriedMap<K, V> {
+    fn new(budget: usize) -> Self {
+        CarriedMap {
+            entries: Mutex::new(Generations {
+                young: HashMap::new(),
+                old: HashMap::new(),
+                young_weight: 0,
+            }),
+            budget,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The value for `key` that holds at `revision` and snapshot time `now`.
+    fn get(
+        &self,
+        key: &K,
+        revision: Revision,
+        now: Timestamp,
+        recent: Option<&RecentWrites>,
+    ) -> Option<Arc<V>> {
+        let found = {
+            let mut guard = self.entries.lock();
+            let g = &mut *guard;
+            if !g.young.contains_key(key)
+                && let Some(e) = g.old.remove(key)
+            {
+                g.young_weight += e.weight;
+                g.young.insert(key.clone(), e);
+            }
+            g.young.get(key).and_then(|e| {
+                if !e.holds_at(now) || e.revision > revision {
+                    None
+                } else if e.revision == revision {
+                    Some((Arc::clone(&e.value), None))
+                } else {
+                    e.deps
+                        .as_ref()
+                        .map(|d| (Arc::clone(&e.value), Some((Arc::clone(d), e.revision))))
+                }
+            })
+        };
+        let value = match found {
+            Some((value, None)) => Some(value),
+            Some((value, Some((deps, since)))) => recent
+                .is_some_and(|r| r.unchanged_since(&deps, since))
+                .then(|| {
+                    if let Some(e) = self.entries.lock().young.get_mut(key)
+                        && e.revision == since
+                    {
+                        e.revision = revision;
+                    }
+                    value
+                }),
+            None => None,
+        };
+        let counter = if value.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        value
+    }
+
+    /// Remembers `entry` for `key`, unless a newer one is there or it is too heavy.
+    fn insert(&self, key: K, entry: CarriedEntry<V>) {
+        if entry.weight > self.budget / 8 || entry.expires.is_some_and(|e| e <= entry.computed_at) {
+            return;
+        }
+        let mut guard = self.entries.lock();
+        let g = &mut *guard;
+        if g.young
+            .get(&key)
+            .or_else(|| g.old.get(&key))
+            .is_some_and(|e| e.revision > entry.revision)
+        {
+            return;
+        }
+        g.old.remove(&key);
+        if let Some(e) = g.young.remove(&key) {
+            g.young_weight -= e.weight;
+        }
+        if g.young_weight + entry.weight > self.budget / 2 {
+            g.old = std::mem::take(&mut g.young);
+            g.young_weight = 0;
+        }
+        g.young_weight += entry.weight;
+        g.young.insert(key, entry);
+    }
 }
 
 /// Counters of a [`CheckCache`] since it was created.
@@ -130,6 +261,9 @@ pub struct CheckCacheStats {
     /// LookupResources plans found (carried ones included) and not found.
     pub plan_hits: u64,
     pub plan_misses: u64,
+    /// Context-free LookupSubjects results found (carried ones included) and not found.
+    pub subjects_hits: u64,
+    pub subjects_misses: u64,
 }
 
 /// The full key of a lookup, borrowed (what a lookup has at hand).
@@ -236,11 +370,10 @@ impl CheckCache {
                 .collect(),
             first_offers: AtomicUsize::new(0),
             doorkeeper_window: max_entries.max(1),
-            plans: Mutex::new(Plans::default()),
-            // A plan weighs about one unit per group, folder or stream it reaches.
-            plan_budget: max_entries * 4,
-            plan_hits: AtomicU64::new(0),
-            plan_misses: AtomicU64::new(0),
+            // A plan weighs about one unit per group, folder or stream it reaches; a
+            // LookupSubjects result one per subject.
+            plans: CarriedMap::new(max_entries * 4),
+            subjects: CarriedMap::new(max_entries * 4),
             hits: AtomicU64::new(0),
             carried: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -275,8 +408,10 @@ impl CheckCache {
             carried: self.carried.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries,
-            plan_hits: self.plan_hits.load(Ordering::Relaxed),
-            plan_misses: self.plan_misses.load(Ordering::Relaxed),
+            plan_hits: self.plans.hits.load(Ordering::Relaxed),
+            plan_misses: self.plans.misses.load(Ordering::Relaxed),
+            subjects_hits: self.subjects.hits.load(Ordering::Relaxed),
+            subjects_misses: self.subjects.misses.load(Ordering::Relaxed),
         }
     }
 
@@ -444,107 +579,50 @@ impl CheckCache {
         if !self.enabled() {
             return None;
         }
-        let key = (node, subject.to_string());
-        let found = {
-            let mut guard = self.plans.lock();
-            let plans = &mut *guard;
-            if !plans.young.contains_key(&key)
-                && let Some(e) = plans.old.remove(&key)
-            {
-                plans.young_weight += e.weight;
-                plans.young.insert(key.clone(), e);
-            }
-            plans.young.get(&key).and_then(|e| {
-                if !e.holds_at(now) || e.revision > revision {
-                    None
-                } else if e.revision == revision {
-                    Some((Arc::clone(&e.plan), None))
-                } else {
-                    e.deps
-                        .as_ref()
-                        .map(|d| (Arc::clone(&e.plan), Some((Arc::clone(d), e.revision))))
-                }
-            })
-        };
-        let plan = match found {
-            Some((plan, None)) => Some(plan),
-            Some((plan, Some((deps, since)))) => {
-                let unchanged = self
-                    .recent
-                    .as_ref()
-                    .is_some_and(|r| r.unchanged_since(&deps, since));
-                unchanged.then(|| {
-                    if let Some(e) = self.plans.lock().young.get_mut(&key)
-                        && e.revision == since
-                    {
-                        e.revision = revision;
-                    }
-                    plan
-                })
-            }
-            None => None,
-        };
-        let counter = if plan.is_some() {
-            &self.plan_hits
-        } else {
-            &self.plan_misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        plan
+        self.plans
+            .get(&(node, subject.to_string()), revision, now, self.recent())
     }
 
-    /// Remembers `plan` of `node` for `subject`, made at `revision` and snapshot time
-    /// `computed_at` from reads `deps` (`None`: unknown, its own revision only), holding
-    /// until `expires`. A plan too heavy for an eighth of the budget is not kept.
-    #[allow(clippy::too_many_arguments)]
+    /// Remembers `plan` of `node` for `subject`; see [`Made`].
     pub(crate) fn insert_plan(
         &self,
         node: NodeId,
         subject: &str,
-        revision: Revision,
-        computed_at: Timestamp,
-        expires: Option<Timestamp>,
-        deps: Option<Arc<[ReadKey]>>,
+        made: Made,
         plan: Arc<LookupPlan>,
     ) {
-        let weight = plan.weight().max(1);
-        if !self.enabled()
-            || weight > self.plan_budget / 8
-            || expires.is_some_and(|e| e <= computed_at)
-        {
-            return;
+        if self.enabled() {
+            let weight = plan.weight();
+            self.plans
+                .insert((node, subject.to_string()), made.entry(plan, weight));
         }
-        let key = (node, subject.to_string());
-        let mut guard = self.plans.lock();
-        let plans = &mut *guard;
-        if plans
-            .young
-            .get(&key)
-            .or_else(|| plans.old.get(&key))
-            .is_some_and(|e| e.revision > revision)
-        {
-            return;
+    }
+
+    /// The cached LookupSubjects result for `key` (context-free requests only) that holds at
+    /// `revision` and snapshot time `now`.
+    pub(crate) fn subjects(
+        &self,
+        key: &SubjectsKey,
+        revision: Revision,
+        now: Timestamp,
+    ) -> Option<Arc<Vec<LookupSubject>>> {
+        if !self.enabled() {
+            return None;
         }
-        plans.old.remove(&key);
-        if let Some(e) = plans.young.remove(&key) {
-            plans.young_weight -= e.weight;
+        self.subjects.get(key, revision, now, self.recent())
+    }
+
+    /// Remembers a LookupSubjects result; see [`Made`].
+    pub(crate) fn insert_subjects(
+        &self,
+        key: SubjectsKey,
+        made: Made,
+        subjects: Arc<Vec<LookupSubject>>,
+    ) {
+        if self.enabled() {
+            let weight = subjects.len();
+            self.subjects.insert(key, made.entry(subjects, weight));
         }
-        if plans.young_weight + weight > self.plan_budget / 2 {
-            plans.old = std::mem::take(&mut plans.young);
-            plans.young_weight = 0;
-        }
-        plans.young_weight += weight;
-        plans.young.insert(
-            key,
-            PlanEntry {
-                revision,
-                computed_at,
-                expires,
-                deps,
-                plan,
-                weight,
-            },
-        );
     }
 
     fn insert_young(&self, shard: &mut Shard, hash: u64, entry: Entry) {

@@ -40,7 +40,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::analysis::{NodeId, NodeKind, Purity, ReverseEdge, Rw, SchemaIndex};
-use super::cache::MAX_PLAN_DEPS;
+use super::cache::{MAX_PLAN_DEPS, Made};
 use super::check::CheckRun;
 use super::leopard::{self, NestedIndex};
 use super::reads::Recorder;
@@ -514,15 +514,13 @@ pub(crate) fn plan(
         let all = reader.span_since(0, false);
         reader.distinct(all, MAX_PLAN_DEPS)
     };
-    cache.insert_plan(
-        target,
-        &subject_key,
+    let made = Made {
         revision,
-        now,
-        reader.expires,
+        computed_at: now,
+        expires: reader.expires,
         deps,
-        Arc::clone(&plan),
-    );
+    };
+    cache.insert_plan(target, &subject_key, made, Arc::clone(&plan));
     Ok(position(plan, after))
 }
 

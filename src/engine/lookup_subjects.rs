@@ -21,7 +21,10 @@ use super::leopard::{self, NestedIndex};
 use super::outcome::{intersect, union};
 use super::{CheckOutcome, EngineError, Evaluator, LookupSubject};
 use crate::model::{Context, Relationship, SubjectFilter, SubjectRelationFilter, WILDCARD_ID};
-use crate::store::SnapshotReader;
+use std::sync::Arc;
+
+use super::cache::{MAX_PLAN_DEPS, Made, SubjectsKey};
+use super::reads::Recorder;
 
 /// A function from subject id to outcome: `default` for every id not in `members`.
 /// Invariant: no member has the default's value.
@@ -234,20 +237,84 @@ struct Run<'e, 'a> {
     stack: Vec<(NodeId, String)>,
     scc_active: Vec<u32>,
     low: usize,
-    /// This lookup's reads, sharing store resources between them.
-    reader: Box<dyn SnapshotReader + 'e>,
+    /// This lookup's reads, sharing store resources between them (and noting them when the
+    /// result is offered to the shared cache).
+    reader: Recorder<'e>,
     /// The nested-group index's state per nesting relation, read once per lookup.
     nested: NestedIndex,
 }
 
-pub(crate) fn lookup(
+/// The subjects of `subject_type` (and relation) with `node` on `object_id`: from the shared
+/// cache when the request has no caveat context and the cache holds a result that holds at
+/// this revision (or one carried to it), else evaluated, and offered to the cache.
+pub(crate) fn lookup_shared(
     ev: &Evaluator<'_>,
     node: NodeId,
     object_id: &str,
     subject_type: &str,
     subject_relation: Option<&str>,
     context: &Context,
-) -> Result<Vec<LookupSubject>, EngineError> {
+) -> Result<Arc<Vec<LookupSubject>>, EngineError> {
+    let Some(cache) = ev.cache.filter(|c| c.enabled() && context.is_empty()) else {
+        let reader = Recorder::new(ev.snapshot.reader(), None);
+        let (found, _) = lookup(
+            ev,
+            node,
+            object_id,
+            subject_type,
+            subject_relation,
+            context,
+            reader,
+        )?;
+        return Ok(Arc::new(found));
+    };
+    let key: SubjectsKey = (
+        node,
+        object_id.to_string(),
+        subject_type.to_string(),
+        subject_relation.map(str::to_string),
+    );
+    let (revision, now) = (ev.snapshot.revision(), ev.snapshot.now());
+    if let Some(found) = cache.subjects(&key, revision, now) {
+        return Ok(found);
+    }
+    let reader = Recorder::new(ev.snapshot.reader(), cache.recent());
+    let (found, mut reader) = lookup(
+        ev,
+        node,
+        object_id,
+        subject_type,
+        subject_relation,
+        context,
+        reader,
+    )?;
+    let deps = if reader.lost {
+        None
+    } else {
+        let all = reader.span_since(0, false);
+        reader.distinct(all, MAX_PLAN_DEPS)
+    };
+    let found = Arc::new(found);
+    let made = Made {
+        revision,
+        computed_at: now,
+        expires: reader.expires,
+        deps,
+    };
+    cache.insert_subjects(key, made, Arc::clone(&found));
+    Ok(found)
+}
+
+/// Evaluates a lookup, reading through `reader`, which it returns with its notes.
+fn lookup<'e>(
+    ev: &'e Evaluator<'_>,
+    node: NodeId,
+    object_id: &str,
+    subject_type: &'e str,
+    subject_relation: Option<&'e str>,
+    context: &'e Context,
+    reader: Recorder<'e>,
+) -> Result<(Vec<LookupSubject>, Recorder<'e>), EngineError> {
     let subject_def = ev
         .def_of(subject_type)
         .ok_or_else(|| EngineError::UnknownDefinition(subject_type.to_string()))?;
@@ -270,11 +337,11 @@ pub(crate) fn lookup(
         stack: Vec::new(),
         scc_active: vec![0; index.scc_count],
         low: usize::MAX,
-        reader: ev.snapshot.reader(),
+        reader,
         nested: NestedIndex::default(),
     };
     let set = run.key(node, object_id, 1)?;
-    Ok(Rc::unwrap_or_clone(set).into_results())
+    Ok((Rc::unwrap_or_clone(set).into_results(), run.reader))
 }
 
 impl Run<'_, '_> {
@@ -328,7 +395,7 @@ impl Run<'_, '_> {
         match &index.get(node).kind {
             NodeKind::Relation(_)
                 if index.get(node).nests
-                    && self.nested.covers(self.ev, &mut *self.reader, node)? =>
+                    && self.nested.covers(self.ev, &mut self.reader, node)? =>
             {
                 self.eval_nested(node, id, depth)
             }
@@ -348,7 +415,7 @@ impl Run<'_, '_> {
             return Ok(SubjectSet::empty());
         };
         let mut acc = SubjectSet::empty();
-        for rel in self.ev.read_via(&mut *self.reader, node, id, None)? {
+        for rel in self.ev.read_via(&mut self.reader, node, id, None)? {
             let Some(grant) = self.grant(node, info, &rel, false)? else {
                 continue;
             };
@@ -371,11 +438,11 @@ impl Run<'_, '_> {
         let NodeKind::Relation(info) = &index.get(node).kind else {
             return Ok(SubjectSet::empty());
         };
-        let Some(state) = self.nested.state(self.ev, &mut *self.reader, node)? else {
+        let Some(state) = self.nested.state(self.ev, &mut self.reader, node)? else {
             return self.eval_relation(node, id, depth);
         };
         let mut objects = vec![id.to_string()];
-        objects.extend(leopard::nested(self.ev, &mut *self.reader, node, id)?);
+        objects.extend(leopard::nested(self.ev, &mut self.reader, node, id)?);
         // Only the subjects asked for are read from regular objects (a wildcard of the
         // type included); everything else there is a fast nesting.
         let wanted = SubjectFilter {
@@ -393,7 +460,7 @@ impl Run<'_, '_> {
                 .binary_search_by(|(x, _)| x.as_str().cmp(b))
                 .is_ok();
             let filter = (!irregular).then(|| wanted.clone());
-            for rel in self.ev.read_via(&mut *self.reader, node, b, filter)? {
+            for rel in self.ev.read_via(&mut self.reader, node, b, filter)? {
                 let Some(grant) = self.grant(node, info, &rel, true)? else {
                     continue;
                 };
@@ -509,7 +576,7 @@ impl Run<'_, '_> {
                 computed_by_def,
                 all,
             } => {
-                let mut rels = self.ev.read_via(&mut *self.reader, *tupleset, id, None)?;
+                let mut rels = self.ev.read_via(&mut self.reader, *tupleset, id, None)?;
                 group_by_subject_object(&mut rels);
                 // As in check: for `all`, every relationship contributes its caveat value
                 // with the subjects of its object; one whose caveat is false empties the set.

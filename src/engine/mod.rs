@@ -44,6 +44,8 @@ pub use analysis::SchemaIndex;
 pub use cache::{CheckCache, CheckCacheStats, DEFAULT_CHECK_CACHE_ENTRIES};
 pub use lookup_resources::{ResourceStream, SuspendedLookup};
 
+use std::sync::Arc;
+
 use crate::caveat::{CaveatError, CaveatOutcome};
 use crate::model::{
     Context, ObjectRef, Relationship, RelationshipFilter, SubjectFilter, SubjectRef,
@@ -360,8 +362,27 @@ impl<'a> Evaluator<'a> {
         subject_relation: Option<&str>,
         context: &Context,
     ) -> Result<Vec<LookupSubject>, EngineError> {
+        Ok(Arc::unwrap_or_clone(self.lookup_subjects_shared(
+            resource,
+            permission,
+            subject_type,
+            subject_relation,
+            context,
+        )?))
+    }
+
+    /// [`Evaluator::lookup_subjects`], shared: without a caveat context, the result may come
+    /// from (and goes to) the shared cache, where it is held once for every request.
+    pub fn lookup_subjects_shared(
+        &self,
+        resource: &ObjectRef,
+        permission: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+        context: &Context,
+    ) -> Result<Arc<Vec<LookupSubject>>, EngineError> {
         let node = self.node(&resource.object_type, permission)?;
-        lookup_subjects::lookup(
+        lookup_subjects::lookup_shared(
             self,
             node,
             &resource.object_id,

@@ -758,7 +758,7 @@ impl Tessera {
         subject_type: &str,
         subject_relation: Option<&str>,
         context: &Context,
-    ) -> Result<Vec<LookupSubject>, ServiceError> {
+    ) -> Result<Arc<Vec<LookupSubject>>, ServiceError> {
         let schema = view.schema()?;
         check_relation_exists(schema, &resource.object_type, permission)?;
         if schema.definition(subject_type).is_none() {
@@ -769,7 +769,7 @@ impl Tessera {
         }
         Ok(view
             .evaluator(&self.config.engine, &self.check_cache)?
-            .lookup_subjects(
+            .lookup_subjects_shared(
                 resource,
                 permission,
                 subject_type,

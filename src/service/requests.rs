@@ -682,14 +682,14 @@ impl Request for LookupSubjects {
             .and_then(|_| t.lookups.subjects(revision, &request))
         {
             Some(all) => all,
-            None => Arc::new(t.lookup_subjects(
+            None => t.lookup_subjects(
                 &view,
                 &self.resource,
                 &self.permission,
                 &self.subject_type,
                 self.subject_relation.as_deref(),
                 &self.context,
-            )?),
+            )?,
         };
         let start = match after.as_deref() {
             Some(a) => all.partition_point(|s| s.subject_id.as_str() <= a),

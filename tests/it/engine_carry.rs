@@ -338,3 +338,47 @@ fn a_cached_lookup_plan_is_not_served_past_an_expiration() {
         "served a plan past its expiry"
     );
 }
+
+/// The subjects LookupSubjects finds for `resource#view` of type user, through the cache.
+fn subjects(w: &World, resource: &str) -> Vec<String> {
+    let snapshot = w.store.snapshot(w.store.head_revision().unwrap()).unwrap();
+    Evaluator::with_index(&w.schema, &w.index, &*snapshot, &w.config)
+        .with_cache(&w.cache)
+        .lookup_subjects(&object(resource), "view", "user", None, &Context::new())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.subject_id)
+        .collect()
+}
+
+#[test]
+fn a_lookup_subjects_result_is_carried_past_unrelated_writes_and_dropped_by_a_related_one() {
+    let w = World::new(&[
+        "document:a#viewer@group:eng#member",
+        "document:a#viewer@user:carol",
+        "group:eng#member@group:backend#member",
+        "group:backend#member@user:alice",
+    ]);
+    assert_eq!(subjects(&w, "document:a"), ["alice", "carol"]);
+    w.write(
+        WriteOp::Touch,
+        &["document:b#viewer@user:dave", "group:ops#member@user:erin"],
+    );
+    assert_eq!(subjects(&w, "document:a"), ["alice", "carol"]);
+    assert_eq!(
+        w.cache.stats().subjects_hits,
+        1,
+        "the result was not carried"
+    );
+    // Two levels down.
+    w.write(WriteOp::Touch, &["group:backend#member@user:bob"]);
+    assert_eq!(subjects(&w, "document:a"), ["alice", "bob", "carol"]);
+    // Through a new nesting.
+    w.write(WriteOp::Touch, &["group:backend#member@group:ops#member"]);
+    assert_eq!(
+        subjects(&w, "document:a"),
+        ["alice", "bob", "carol", "erin"]
+    );
+    w.write(WriteOp::Delete, &["document:a#viewer@user:carol"]);
+    assert_eq!(subjects(&w, "document:a"), ["alice", "bob", "erin"]);
+}

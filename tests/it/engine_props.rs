@@ -973,8 +973,50 @@ fn run_carried(world: &World, bytes: &[u8], indexed: bool) -> Result<u64, TestCa
                 }
             }
         }
+        // LookupSubjects through the same cache: whole results cached and carried too.
+        if acyclic {
+            for shape in &world.shapes {
+                for name in shape.all_names() {
+                    for id in IDS {
+                        let resource = ObjectRef::new(&shape.name, id);
+                        for (st, rel) in world.shapes.iter().zip(&world.userset_relation) {
+                            for subject_relation in [None, Some(rel.as_str())] {
+                                let found = ev
+                                    .lookup_subjects(
+                                        &resource,
+                                        &name,
+                                        &st.name,
+                                        subject_relation,
+                                        &no_context,
+                                    )
+                                    .map_err(|e| {
+                                        TestCaseError::fail(format!("lookup_subjects: {e}"))
+                                    })?;
+                                for sid in IDS {
+                                    let s = SubjectRef::new(&st.name, sid, subject_relation);
+                                    let want = reference.check(&resource, &name, &s, &no_context);
+                                    let got = lookup_subjects_outcome(&found, sid);
+                                    prop_assert!(
+                                        same(&got, &want, acyclic),
+                                        "carried lookup_subjects {}#{}@{} at revision {} (step {}): got {:?}, reference {:?}",
+                                        resource,
+                                        name,
+                                        s,
+                                        head,
+                                        step,
+                                        got,
+                                        want
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    Ok(cache.stats().carried + cache.stats().plan_hits)
+    let stats = cache.stats();
+    Ok(stats.carried + stats.plan_hits + stats.subjects_hits)
 }
 
 proptest! {
