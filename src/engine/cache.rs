@@ -112,14 +112,17 @@ pub(crate) struct Made {
 }
 
 impl Made {
-    fn entry<V>(self, value: Arc<V>, weight: usize) -> CarriedEntry<V> {
+    /// The entry of `value`, whose own weight is `weight` units, under a key of `key_bytes`: its weight counts the key and the list of reads too, so the
+    /// weight budget bounds memory whatever the mix.
+    fn entry<V>(self, value: Arc<V>, weight: usize, key_bytes: usize) -> CarriedEntry<V> {
+        let deps = self.deps.as_ref().map_or(0, |d| d.len());
         CarriedEntry {
             revision: self.revision,
             computed_at: self.computed_at,
             expires: self.expires,
             deps: self.deps,
             value,
-            weight: weight.max(1),
+            weight: 1 + weight + deps / 4 + key_bytes / 32,
         }
     }
 }
@@ -370,8 +373,8 @@ impl CheckCache {
                 .collect(),
             first_offers: AtomicUsize::new(0),
             doorkeeper_window: max_entries.max(1),
-            // A plan weighs about one unit per group, folder or stream it reaches; a
-            // LookupSubjects result one per subject.
+            // A plan weighs about one unit per group, folder or stream it reaches, a
+            // LookupSubjects result one per subject (see `Made::entry`).
             plans: CarriedMap::new(max_entries * 4),
             subjects: CarriedMap::new(max_entries * 4),
             hits: AtomicU64::new(0),
@@ -593,8 +596,10 @@ impl CheckCache {
     ) {
         if self.enabled() {
             let weight = plan.weight();
-            self.plans
-                .insert((node, subject.to_string()), made.entry(plan, weight));
+            self.plans.insert(
+                (node, subject.to_string()),
+                made.entry(plan, weight, subject.len()),
+            );
         }
     }
 
@@ -621,7 +626,9 @@ impl CheckCache {
     ) {
         if self.enabled() {
             let weight = subjects.len();
-            self.subjects.insert(key, made.entry(subjects, weight));
+            let key_bytes = key.1.len() + key.2.len() + key.3.as_ref().map_or(0, String::len);
+            self.subjects
+                .insert(key, made.entry(subjects, weight, key_bytes));
         }
     }
 
@@ -791,6 +798,49 @@ mod tests {
         }
         assert!(!cache.admit(&key(1, "doc", "user:alice")));
         assert!(!CheckCache::new(0).admit(&key(1, "doc", "user:alice")));
+    }
+
+    #[test]
+    fn whole_results_stay_within_their_weight_budget() {
+        let cache = CheckCache::new(64);
+        let budget = cache.subjects.budget;
+        let made = |rev: u64| Made {
+            revision: Revision(rev),
+            computed_at: t(0),
+            expires: None,
+            deps: Some(Arc::from(vec![1u64, 2, 3, 4])),
+        };
+        let result = |n: usize| {
+            Arc::new(
+                (0..n)
+                    .map(|i| LookupSubject {
+                        subject_id: format!("u{i}"),
+                        outcome: CheckOutcome::Has,
+                        excluded: Vec::new(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for i in 0..1000 {
+            let key: SubjectsKey = (1, format!("doc{i}"), "user".into(), None);
+            cache.insert_subjects(key, made(1), result(i % 7));
+            let g = cache.subjects.entries.lock();
+            let total: usize = g
+                .young
+                .values()
+                .chain(g.old.values())
+                .map(|e| e.weight)
+                .sum();
+            assert!(total <= budget, "{total} > {budget}");
+        }
+        // Too heavy for an eighth of the budget: not kept.
+        let key: SubjectsKey = (1, "big".into(), "user".into(), None);
+        cache.insert_subjects(key.clone(), made(1), result(budget / 8));
+        assert!(cache.subjects(&key, Revision(1), t(1)).is_none());
+        // A recent one is found at its revision, not at an older one.
+        let key: SubjectsKey = (1, "doc999".into(), "user".into(), None);
+        assert!(cache.subjects(&key, Revision(1), t(1)).is_some());
+        assert!(cache.subjects(&key, Revision(0), t(1)).is_none());
     }
 
     #[test]
