@@ -28,7 +28,7 @@
 //!
 //! Admission: an answer is stored the second time it is offered within a window, not the
 //! first (a *doorkeeper*, as in TinyLFU: two bits per key in a bit array cleared after every
-//! `max_entries` first offers). Most sub-problems of random checks are solved once and never
+//! `2 × max_entries` first offers). Most sub-problems of random checks are solved once and never
 //! asked again; they now cost two bits instead of an entry (its allocations, its share of
 //! the generation churn, its list of reads). Anything asked twice is cached from then on.
 //!
@@ -366,13 +366,15 @@ impl CheckCache {
             hasher: RandomState::default(),
             generation_capacity: max_entries.div_ceil(SHARDS * 2),
             recent: None,
-            // Four bits per entry the cache holds: with two bits per key, a key seen once is
-            // taken for one seen twice about 15 % of the time when the window is full.
-            doorkeeper: (0..(max_entries * 4).div_ceil(64).max(1).next_power_of_two())
+            // A window of twice as many first offers as the cache holds entries, so a hot
+            // set as large as the cache is seen twice within one; eight bits per first offer:
+            // with two bits per key, a key seen once is taken for one seen twice about 5 % of
+            // the time when the window is full. (16 bits per entry: 512 KiB at the default.)
+            doorkeeper: (0..(max_entries * 16).div_ceil(64).max(1).next_power_of_two())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             first_offers: AtomicUsize::new(0),
-            doorkeeper_window: max_entries.max(1),
+            doorkeeper_window: (max_entries * 2).max(1),
             // A plan weighs about one unit per group, folder or stream it reaches, a
             // LookupSubjects result one per subject (see `Made::entry`).
             plans: CarriedMap::new(max_entries * 4),
