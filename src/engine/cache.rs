@@ -62,7 +62,7 @@ use super::LookupSubject;
 use super::analysis::NodeId;
 use super::lookup_resources::LookupPlan;
 use crate::model::{Revision, Timestamp};
-use crate::store::recent::{ReadKey, RecentWrites};
+use crate::store::recent::{IdentityHasher, ReadKey, RecentWrites};
 
 /// How many entries a cache keeps by default (a few hundred bytes each at most).
 pub const DEFAULT_CHECK_CACHE_ENTRIES: usize = 256 * 1024;
@@ -319,25 +319,6 @@ enum Found {
     Hit(Cached),
     /// Computed at this earlier revision: a hit if nothing it read has changed since.
     Carry(Cached, Revision),
-}
-
-/// The map's keys are already hashes; hashing them again would be wasted work.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; fold anything else in for completeness.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 type HashedMap = HashMap<u64, Entry, BuildHasherDefault<IdentityHasher>>;

@@ -40,7 +40,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::analysis::{NodeId, NodeKind, Purity, ReverseEdge, Rw, SchemaIndex};
-use super::cache::{MAX_PLAN_DEPS, Made};
+use super::cache::MAX_PLAN_DEPS;
 use super::check::CheckRun;
 use super::leopard::{self, NestedIndex};
 use super::reads::Recorder;
@@ -491,36 +491,21 @@ pub(crate) fn plan(
     subject: &SubjectRef,
     after: Option<&str>,
 ) -> Result<SuspendedLookup, EngineError> {
-    let Some(cache) = ev.cache.filter(|c| c.enabled()) else {
-        let plan = walk_plan(
-            ev,
-            target,
-            subject,
-            Recorder::new(ev.snapshot.reader(), None),
-        )?;
-        return Ok(position(Arc::new(plan.0), after));
-    };
-    let (revision, now) = (ev.snapshot.revision(), ev.snapshot.now());
-    let subject_key = subject.to_string();
-    if let Some(plan) = cache.plan(target, &subject_key, revision, now) {
+    let cache = ev.cache.filter(|c| c.enabled());
+    let subject_key = cache.map(|_| subject.to_string());
+    let snapshot = ev.snapshot;
+    if let (Some(cache), Some(key)) = (cache, &subject_key)
+        && let Some(plan) = cache.plan(target, key, snapshot.revision(), snapshot.now())
+    {
         return Ok(position(plan, after));
     }
-    let reader = Recorder::new(ev.snapshot.reader(), cache.recent());
+    let reader = Recorder::new(snapshot.reader(), cache.and_then(|c| c.recent()));
     let (plan, mut reader) = walk_plan(ev, target, subject, reader)?;
     let plan = Arc::new(plan);
-    let deps = if reader.lost {
-        None
-    } else {
-        let all = reader.span_since(0, false);
-        reader.distinct(all, MAX_PLAN_DEPS)
-    };
-    let made = Made {
-        revision,
-        computed_at: now,
-        expires: reader.expires,
-        deps,
-    };
-    cache.insert_plan(target, &subject_key, made, Arc::clone(&plan));
+    if let (Some(cache), Some(key)) = (cache, &subject_key) {
+        let made = reader.made(snapshot.revision(), snapshot.now(), MAX_PLAN_DEPS);
+        cache.insert_plan(target, key, made, Arc::clone(&plan));
+    }
     Ok(position(plan, after))
 }
 

@@ -23,7 +23,7 @@ use super::{CheckOutcome, EngineError, Evaluator, LookupSubject};
 use crate::model::{Context, Relationship, SubjectFilter, SubjectRelationFilter, WILDCARD_ID};
 use std::sync::Arc;
 
-use super::cache::{MAX_PLAN_DEPS, Made, SubjectsKey};
+use super::cache::{MAX_PLAN_DEPS, SubjectsKey};
 use super::reads::Recorder;
 
 /// A function from subject id to outcome: `default` for every id not in `members`.
@@ -255,30 +255,22 @@ pub(crate) fn lookup_shared(
     subject_relation: Option<&str>,
     context: &Context,
 ) -> Result<Arc<Vec<LookupSubject>>, EngineError> {
-    let Some(cache) = ev.cache.filter(|c| c.enabled() && context.is_empty()) else {
-        let reader = Recorder::new(ev.snapshot.reader(), None);
-        let (found, _) = lookup(
-            ev,
+    let cache = ev.cache.filter(|c| c.enabled() && context.is_empty());
+    let key: Option<SubjectsKey> = cache.map(|_| {
+        (
             node,
-            object_id,
-            subject_type,
-            subject_relation,
-            context,
-            reader,
-        )?;
-        return Ok(Arc::new(found));
-    };
-    let key: SubjectsKey = (
-        node,
-        object_id.to_string(),
-        subject_type.to_string(),
-        subject_relation.map(str::to_string),
-    );
-    let (revision, now) = (ev.snapshot.revision(), ev.snapshot.now());
-    if let Some(found) = cache.subjects(&key, revision, now) {
+            object_id.to_string(),
+            subject_type.to_string(),
+            subject_relation.map(str::to_string),
+        )
+    });
+    let snapshot = ev.snapshot;
+    if let (Some(cache), Some(key)) = (cache, &key)
+        && let Some(found) = cache.subjects(key, snapshot.revision(), snapshot.now())
+    {
         return Ok(found);
     }
-    let reader = Recorder::new(ev.snapshot.reader(), cache.recent());
+    let reader = Recorder::new(snapshot.reader(), cache.and_then(|c| c.recent()));
     let (found, mut reader) = lookup(
         ev,
         node,
@@ -288,20 +280,11 @@ pub(crate) fn lookup_shared(
         context,
         reader,
     )?;
-    let deps = if reader.lost {
-        None
-    } else {
-        let all = reader.span_since(0, false);
-        reader.distinct(all, MAX_PLAN_DEPS)
-    };
     let found = Arc::new(found);
-    let made = Made {
-        revision,
-        computed_at: now,
-        expires: reader.expires,
-        deps,
-    };
-    cache.insert_subjects(key, made, Arc::clone(&found));
+    if let (Some(cache), Some(key)) = (cache, key) {
+        let made = reader.made(snapshot.revision(), snapshot.now(), MAX_PLAN_DEPS);
+        cache.insert_subjects(key, made, Arc::clone(&found));
+    }
     Ok(found)
 }
 

@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use crate::model::{Relationship, RelationshipFilter, SubjectFilter, Timestamp};
+use super::cache::Made;
+use crate::model::{Relationship, RelationshipFilter, Revision, SubjectFilter, Timestamp};
 use crate::store::recent::{ReadKey, RecentWrites};
 use crate::store::{ReversePage, SnapshotReader, StoreError};
 
@@ -109,6 +110,23 @@ impl<'e> Recorder<'e> {
         self.scratch.sort_unstable();
         self.scratch.dedup();
         (self.scratch.len() <= max).then(|| Arc::from(&self.scratch[..]))
+    }
+
+    /// How a whole result made from every read so far was made, at `revision` and snapshot
+    /// time `now`: its distinct keys (at most `max`, else unknown) and earliest expiration.
+    pub(crate) fn made(&mut self, revision: Revision, now: Timestamp, max: usize) -> Made {
+        let deps = if self.lost {
+            None
+        } else {
+            let all = self.span_since(0, false);
+            self.distinct(all, max)
+        };
+        Made {
+            revision,
+            computed_at: now,
+            expires: self.expires,
+            deps,
+        }
     }
 
     fn returned(&mut self, rows: &[Relationship]) {

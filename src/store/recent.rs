@@ -55,15 +55,17 @@ const SHARDS: usize = 64;
 /// What one read depends on; see the module docs.
 pub type ReadKey = u64;
 
-/// The map's keys are already hashes.
+/// For maps whose keys are already hashes (here and in the check cache): hashing them again
+/// would be wasted work.
 #[derive(Default)]
-struct IdentityHasher(u64);
+pub(crate) struct IdentityHasher(u64);
 
 impl Hasher for IdentityHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in for completeness.
         for &b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }

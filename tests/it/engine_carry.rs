@@ -292,19 +292,9 @@ fn a_lookup_plan_is_carried_past_unrelated_writes_and_dropped_by_a_related_one()
 
 #[test]
 fn a_cached_lookup_plan_is_not_served_past_an_expiration() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    use tessera::model::Timestamp;
-    use tessera::store::memory::MemoryOptions;
+    use std::sync::atomic::Ordering;
 
-    let start: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
-    let offset = Arc::new(AtomicI64::new(0));
-    let clock_offset = Arc::clone(&offset);
-    let store = MemoryStore::with_options(MemoryOptions {
-        clock: Arc::new(move || {
-            start + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
-        }),
-        ..MemoryOptions::default()
-    });
+    let (store, offset) = crate::reference::store_at_2030();
     let schema = SCHEMA.replace(
         "relation member: user | group#member | team#member",
         "relation member: user with expiration | group#member | team#member",

@@ -597,22 +597,12 @@ fn evaluator_with_prebuilt_index_matches() {
 /// even to a request at the very same revision.
 #[test]
 fn shared_cache_never_serves_an_answer_past_an_expiration() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::atomic::Ordering;
     use tessera::engine::{CheckCache, SchemaIndex};
-    use tessera::model::{ObjectRef, SubjectRef, Timestamp, parse_relationship};
-    use tessera::store::memory::{MemoryOptions, MemoryStore};
+    use tessera::model::{ObjectRef, SubjectRef, parse_relationship};
     use tessera::store::{RelationshipUpdate, Store, WriteOp, WriteTransaction};
 
-    let start: Timestamp = "2030-01-01T00:00:00Z".parse().expect("timestamp");
-    let offset = Arc::new(AtomicI64::new(0));
-    let clock_offset = Arc::clone(&offset);
-    let store = MemoryStore::with_options(MemoryOptions {
-        clock: Arc::new(move || {
-            start + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
-        }),
-        ..MemoryOptions::default()
-    });
+    let (store, offset) = crate::reference::store_at_2030();
     let updates = [
         "group:inner#member@user:alice[expiration:2030-01-01T00:01:00Z]",
         "group:outer#member@group:inner#member",

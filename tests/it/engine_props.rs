@@ -461,6 +461,46 @@ fn indexed_fixture(world: &World) -> Fixture {
     }
 }
 
+/// Context-free LookupResources of every type, permission and subject finds exactly the
+/// resources the reference grants (for acyclic data, where outcomes are path-independent).
+fn lookups_agree(
+    world: &World,
+    subjects: &[SubjectRef],
+    ev: &tessera::engine::Evaluator<'_>,
+    reference: &Reference<'_>,
+    what: &str,
+) -> Result<(), TestCaseError> {
+    let no_context = Context::new();
+    for shape in &world.shapes {
+        for name in shape.all_names() {
+            for s in subjects {
+                let found = ev
+                    .lookup_resources(&shape.name, &name, s, &no_context)
+                    .map_err(|e| TestCaseError::fail(format!("{what} lookup: {e}")))?;
+                let found: Vec<&str> = found.iter().map(|r| r.resource_id.as_str()).collect();
+                let want: Vec<&str> = IDS
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        reference.check(&ObjectRef::new(&shape.name, *id), &name, s, &no_context)
+                            != CheckOutcome::No
+                    })
+                    .collect();
+                prop_assert_eq!(
+                    &found,
+                    &want,
+                    "{} lookup_resources {}#{}@{}",
+                    what,
+                    shape.name,
+                    name,
+                    s
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_world(world: &World, indexed: bool) -> Result<(), TestCaseError> {
     let mut fixture = if indexed {
         indexed_fixture(world)
@@ -589,37 +629,8 @@ fn run_world(world: &World, indexed: bool) -> Result<(), TestCaseError> {
                 want
             );
         }
-        for shape in &world.shapes {
-            for name in shape.all_names() {
-                for s in &subjects {
-                    let found = cached_ev
-                        .lookup_resources(&shape.name, &name, s, &no_context)
-                        .map_err(|e| TestCaseError::fail(format!("cached lookup: {e}")))?;
-                    let found: Vec<&str> = found.iter().map(|r| r.resource_id.as_str()).collect();
-                    let want: Vec<&str> = IDS
-                        .iter()
-                        .copied()
-                        .filter(|id| {
-                            reference.check(
-                                &ObjectRef::new(&shape.name, *id),
-                                &name,
-                                s,
-                                &no_context,
-                            ) != CheckOutcome::No
-                        })
-                        .collect();
-                    if acyclic {
-                        prop_assert_eq!(
-                            &found,
-                            &want,
-                            "cached lookup_resources {}#{}@{}",
-                            shape.name,
-                            name,
-                            s
-                        );
-                    }
-                }
-            }
+        if acyclic {
+            lookups_agree(world, &subjects, &cached_ev, &reference, "cached")?;
         }
     }
 
@@ -939,39 +950,8 @@ fn run_carried(world: &World, bytes: &[u8], indexed: bool) -> Result<u64, TestCa
         }
         // Lookups through the same cache: their plans are cached and carried the same way.
         if acyclic {
-            for shape in &world.shapes {
-                for name in shape.all_names() {
-                    for s in &subjects {
-                        let found = ev
-                            .lookup_resources(&shape.name, &name, s, &no_context)
-                            .map_err(|e| TestCaseError::fail(format!("lookup at {head}: {e}")))?;
-                        let found: Vec<&str> =
-                            found.iter().map(|r| r.resource_id.as_str()).collect();
-                        let want: Vec<&str> = IDS
-                            .iter()
-                            .copied()
-                            .filter(|id| {
-                                reference.check(
-                                    &ObjectRef::new(&shape.name, *id),
-                                    &name,
-                                    s,
-                                    &no_context,
-                                ) != CheckOutcome::No
-                            })
-                            .collect();
-                        prop_assert_eq!(
-                            &found,
-                            &want,
-                            "carried lookup_resources {}#{}@{} at revision {} (step {})",
-                            shape.name,
-                            name,
-                            s,
-                            head,
-                            step
-                        );
-                    }
-                }
-            }
+            let what = format!("carried (revision {head}, step {step})");
+            lookups_agree(world, &subjects, &ev, &reference, &what)?;
         }
         // LookupSubjects through the same cache: whole results cached and carried too.
         if acyclic {

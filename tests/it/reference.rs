@@ -508,3 +508,24 @@ impl Choices<'_> {
         b as usize % n
     }
 }
+
+/// A memory store whose clock starts at 2030-01-01T00:00:00Z and moves only when the returned
+/// offset (in seconds) is set: for tests of expiry.
+pub fn store_at_2030() -> (
+    tessera::store::memory::MemoryStore,
+    std::sync::Arc<std::sync::atomic::AtomicI64>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let start: tessera::model::Timestamp = "2030-01-01T00:00:00Z".parse().expect("timestamp");
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = Arc::clone(&offset);
+    let store =
+        tessera::store::memory::MemoryStore::with_options(tessera::store::memory::MemoryOptions {
+            clock: Arc::new(move || {
+                start + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
+            }),
+            ..Default::default()
+        });
+    (store, offset)
+}
