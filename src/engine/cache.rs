@@ -358,8 +358,8 @@ impl CheckCache {
             doorkeeper_window: (max_entries * 2).max(1),
             // A plan weighs about one unit per group, folder or stream it reaches, a
             // LookupSubjects result one per subject (see `Made::entry`).
-            plans: CarriedMap::new(max_entries * 4),
-            subjects: CarriedMap::new(max_entries * 4),
+            plans: CarriedMap::new(max_entries),
+            subjects: CarriedMap::new(max_entries),
             hits: AtomicU64::new(0),
             carried: AtomicU64::new(0),
             misses: AtomicU64::new(0),
