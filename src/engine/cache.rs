@@ -26,8 +26,8 @@
 //! Only path-independent results are stored — the same ones a request's own memo keeps (see
 //! `check.rs`) — so a cached answer equals what a fresh evaluation would compute.
 //!
-//! Admission: an answer is stored the second time it is offered within a window, not the
-//! first (a *doorkeeper*, as in TinyLFU: two bits per key in a bit array cleared after every
+//! Admission: an answer (or a whole result, below) is stored the second time it is offered
+//! within a window, not the first (a *doorkeeper*, as in TinyLFU: two bits per key in a bit array cleared after every
 //! `2 × max_entries` first offers). Most sub-problems of random checks are solved once and never
 //! asked again; they now cost two bits instead of an entry (its allocations, its share of
 //! the generation churn, its list of reads). Anything asked twice is cached from then on.
@@ -569,6 +569,33 @@ impl CheckCache {
             .get(&(node, subject.to_string()), revision, now, self.recent())
     }
 
+    /// Whether a plan of `node` for `subject` should be kept: the doorkeeper's answer
+    /// ([`CheckCache::admit`]), so a lookup made once is not kept.
+    pub(crate) fn admit_plan(&self, node: NodeId, subject: &str) -> bool {
+        // An empty object id: no check key has one.
+        self.admit(&KeyRef {
+            revision: Revision::ZERO,
+            node,
+            object_id: "",
+            subject,
+        })
+    }
+
+    /// As [`CheckCache::admit_plan`] for a LookupSubjects result.
+    pub(crate) fn admit_subjects(&self, key: &SubjectsKey) -> bool {
+        // A subject type (and relation) names no subject: no check key has it.
+        let subjects = match &key.3 {
+            Some(relation) => format!("{}#{relation}", key.2),
+            None => key.2.clone(),
+        };
+        self.admit(&KeyRef {
+            revision: Revision::ZERO,
+            node: key.0,
+            object_id: &key.1,
+            subject: &subjects,
+        })
+    }
+
     /// Remembers `plan` of `node` for `subject`; see [`Made`].
     pub(crate) fn insert_plan(
         &self,
@@ -824,6 +851,16 @@ mod tests {
         let key: SubjectsKey = (1, "doc999".into(), "user".into(), None);
         assert!(cache.subjects(&key, Revision(1), t(1)).is_some());
         assert!(cache.subjects(&key, Revision(0), t(1)).is_none());
+    }
+
+    #[test]
+    fn whole_results_are_admitted_on_their_second_offer() {
+        let cache = CheckCache::new(64);
+        assert!(!cache.admit_plan(3, "user:alice"));
+        assert!(cache.admit_plan(3, "user:alice"));
+        let key: SubjectsKey = (3, "doc".into(), "user".into(), None);
+        assert!(!cache.admit_subjects(&key));
+        assert!(cache.admit_subjects(&key));
     }
 
     #[test]

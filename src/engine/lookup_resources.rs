@@ -502,7 +502,9 @@ pub(crate) fn plan(
     let reader = Recorder::new(snapshot.reader(), cache.and_then(|c| c.recent()));
     let (plan, mut reader) = walk_plan(ev, target, subject, reader)?;
     let plan = Arc::new(plan);
-    if let (Some(cache), Some(key)) = (cache, &subject_key) {
+    if let (Some(cache), Some(key)) = (cache, &subject_key)
+        && cache.admit_plan(target, key)
+    {
         let made = reader.made(snapshot.revision(), snapshot.now(), MAX_PLAN_DEPS);
         cache.insert_plan(target, key, made, Arc::clone(&plan));
     }

@@ -281,7 +281,9 @@ pub(crate) fn lookup_shared(
         reader,
     )?;
     let found = Arc::new(found);
-    if let (Some(cache), Some(key)) = (cache, key) {
+    if let (Some(cache), Some(key)) = (cache, key)
+        && cache.admit_subjects(&key)
+    {
         let made = reader.made(snapshot.revision(), snapshot.now(), MAX_PLAN_DEPS);
         cache.insert_subjects(key, made, Arc::clone(&found));
     }
