@@ -499,7 +499,7 @@ pub(crate) fn plan(
     {
         return Ok(position(plan, after));
     }
-    let reader = Recorder::new(snapshot.reader(), cache.and_then(|c| c.recent()));
+    let reader = Recorder::new(snapshot.reader(), cache.and_then(|c| c.recent())).with_expiry();
     let (plan, mut reader) = walk_plan(ev, target, subject, reader)?;
     let plan = Arc::new(plan);
     if let (Some(cache), Some(key)) = (cache, &subject_key)

@@ -270,7 +270,7 @@ pub(crate) fn lookup_shared(
     {
         return Ok(found);
     }
-    let reader = Recorder::new(snapshot.reader(), cache.and_then(|c| c.recent()));
+    let reader = Recorder::new(snapshot.reader(), cache.and_then(|c| c.recent())).with_expiry();
     let (found, mut reader) = lookup(
         ev,
         node,

@@ -33,8 +33,10 @@ pub(crate) struct Recorder<'e> {
     pub(crate) deps: Vec<ReadKey>,
     /// Set by a read that names no key: the current subtree's reads are not all known.
     pub(crate) lost: bool,
-    /// The earliest expiration among the relationships read (whole: see `reverse_ids`).
+    /// The earliest expiration among the relationships read (whole: see `reverse_ids`), when
+    /// asked for ([`Recorder::with_expiry`]; check runs track theirs per sub-problem).
     pub(crate) expires: Option<Timestamp>,
+    track_expiry: bool,
     /// Reused to sort and deduplicate a span's keys.
     scratch: Vec<ReadKey>,
 }
@@ -52,8 +54,15 @@ impl<'e> Recorder<'e> {
             deps: Vec::with_capacity(if recent.is_some() { 128 } else { 0 }),
             lost: false,
             expires: None,
+            track_expiry: false,
             scratch: Vec::new(),
         }
+    }
+
+    /// Also tracks the earliest expiration among the relationships read ([`Recorder::expires`]).
+    pub(crate) fn with_expiry(mut self) -> Self {
+        self.track_expiry = true;
+        self
     }
 
     pub(crate) fn noting(&self) -> bool {
@@ -113,8 +122,10 @@ impl<'e> Recorder<'e> {
     }
 
     /// How a whole result made from every read so far was made, at `revision` and snapshot
-    /// time `now`: its distinct keys (at most `max`, else unknown) and earliest expiration.
+    /// time `now`: its distinct keys (at most `max`, else unknown) and earliest expiration (the
+    /// recorder must track it: [`Recorder::with_expiry`]).
     pub(crate) fn made(&mut self, revision: Revision, now: Timestamp, max: usize) -> Made {
+        debug_assert!(self.track_expiry, "a whole result needs its earliest expiration");
         let deps = if self.lost {
             None
         } else {
@@ -130,6 +141,9 @@ impl<'e> Recorder<'e> {
     }
 
     fn returned(&mut self, rows: &[Relationship]) {
+        if !self.track_expiry {
+            return;
+        }
         for r in rows {
             if let Some(e) = r.expiration {
                 self.expires = Some(self.expires.map_or(e, |x| x.min(e)));
