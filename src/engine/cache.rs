@@ -27,10 +27,11 @@
 //! `check.rs`) — so a cached answer equals what a fresh evaluation would compute.
 //!
 //! Admission: an answer (or a whole result, below) is stored the second time it is offered
-//! within a window, not the first (a *doorkeeper*, as in TinyLFU: two bits per key in a bit array cleared after every
-//! `2 × max_entries` first offers). Most sub-problems of random checks are solved once and never
-//! asked again; they now cost two bits instead of an entry (its allocations, its share of
-//! the generation churn, its list of reads). Anything asked twice is cached from then on.
+//! within a window, not the first (a *doorkeeper*, as in TinyLFU: two bits per key in a bit
+//! array cleared after every `2 × max_entries` first offers). Most sub-problems of random
+//! checks are solved once and never asked again; they now cost two bits instead of an entry
+//! (its allocations, its share of the generation churn, its list of reads). Anything asked
+//! twice is cached from then on.
 //!
 //! The cache also keeps whole results: **LookupResources plans** (`lookup_resources.rs`: the
 //! walk from the subject to the streams of resource ids, which depends on no caveat context),
@@ -112,8 +113,9 @@ pub(crate) struct Made {
 }
 
 impl Made {
-    /// The entry of `value`, whose own weight is `weight` units, under a key of `key_bytes`: its weight counts the key and the list of reads too, so the
-    /// weight budget bounds memory whatever the mix.
+    /// The entry of `value`, whose own weight is `weight` units, under a key of `key_bytes`:
+    /// its weight counts the key and the list of reads too, so the weight budget bounds
+    /// memory whatever the mix.
     fn entry<V>(self, value: Arc<V>, weight: usize, key_bytes: usize) -> CarriedEntry<V> {
         let deps = self.deps.as_ref().map_or(0, |d| d.len());
         CarriedEntry {
@@ -367,7 +369,8 @@ impl CheckCache {
     }
 
     /// Lets answers serve later revisions, vouched for by `recent`: the record of every write
-    /// to the store whose snapshots the cache's answers come from ([`crate::store::Store::recent_writes`]).
+    /// to the store whose snapshots the cache's answers come from
+    /// ([`crate::store::Store::recent_writes`]).
     pub fn carried_by(mut self, recent: Option<Arc<RecentWrites>>) -> Self {
         self.recent = recent;
         self

@@ -125,7 +125,10 @@ impl<'e> Recorder<'e> {
     /// time `now`: its distinct keys (at most `max`, else unknown) and earliest expiration (the
     /// recorder must track it: [`Recorder::with_expiry`]).
     pub(crate) fn made(&mut self, revision: Revision, now: Timestamp, max: usize) -> Made {
-        debug_assert!(self.track_expiry, "a whole result needs its earliest expiration");
+        debug_assert!(
+            self.track_expiry,
+            "a whole result needs its earliest expiration"
+        );
         let deps = if self.lost {
             None
         } else {
