@@ -54,7 +54,7 @@ impl SchemaLimits {
 pub const MAX_NAME_BYTES: usize = 128;
 
 /// Most diagnostics one compilation keeps. Beyond this they are only counted
-/// ([`super::Diagnostics::omitted`]): nobody reads the thousandth error, and a hostile source
+/// (`DiagnosticSink::omitted_errors` and `omitted_warnings`): nobody reads the thousandth error, and a hostile source
 /// can make one per token.
 pub const MAX_DIAGNOSTICS: usize = 200;
 

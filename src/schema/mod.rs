@@ -109,7 +109,7 @@ impl Diagnostics {
     }
 }
 
-/// Renders the first [`render::DISPLAY_ITEMS`] items as `error: message`,
+/// Renders the first `render::DISPLAY_ITEMS` items as `error: message`,
 /// `--> file:line:column`, an excerpt of the source line (long lines are cut around the
 /// caret) with a caret under the span, and `= help: hint` when there is one; items are
 /// separated by a blank line, and a last line counts the items not shown.

@@ -731,7 +731,7 @@ impl Tessera {
 
     /// Plans LookupResources of `resource_type#permission` for `subject` (names validated
     /// against the view's schema), positioned after resource id `after`; see
-    /// [`ResourcePages`](requests::ResourcePages) for the streaming.
+    /// [`requests::ResourcePages`] for the streaming.
     pub fn plan_lookup_resources(
         &self,
         view: &ReadView,

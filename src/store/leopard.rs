@@ -39,7 +39,7 @@
 //! **Limits.** One transaction changes at most [`MAX_INDEX_CHANGES`] index rows of one
 //! relation. A write whose closure change is larger still commits, but switches the index of
 //! that relation off (its `built` row is deleted) so evaluation walks the relation as if there
-//! were no index; the next schema write (or [`rebuild`], run when a server starts) builds it
+//! were no index; the next schema write (or `rebuild`, run when a server starts) builds it
 //! again, reconciling whatever rows were left behind, unless the whole index is larger than
 //! the limit. Deleting an index (a schema change that stops covering the relation) deletes
 //! every one of its rows in that transaction, however many.

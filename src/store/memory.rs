@@ -3,7 +3,7 @@
 //! Layout: two ordered indexes, forward (by resource, the order documented on
 //! [`Snapshot::query`]) and reverse (by subject), each mapping a relationship to its *version
 //! chain*. A version is tagged with the revision that created it and the revision that ended
-//! it (`deleted`, [`OPEN`] while current), so a snapshot at revision `r` sees exactly the
+//! it (`deleted`, `OPEN` while current), so a snapshot at revision `r` sees exactly the
 //! versions with `created <= r < deleted`. Writers never touch a version a published snapshot
 //! can see except to set its end revision to one no published snapshot has, which is why
 //! readers and writers can share the same maps.

@@ -85,7 +85,7 @@ INSERT INTO tessera_gc (oldest_revision) VALUES (0);
 /// The newest database version this build reads and writes.
 pub const LATEST_VERSION: i32 = 1;
 
-/// What [`migrate`] did.
+/// What `migrate` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationReport {
     /// The version before (`None`: a database Tessera had never used).

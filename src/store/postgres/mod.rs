@@ -21,7 +21,7 @@
 //! read at `r` sees exactly the transactions committed at or before `r` — on any node, and on
 //! a streaming replica that has replayed `r`. Writers never change a row a snapshot at
 //! `r <= head` can see, except to set the `deleted_rev` of a current version to a revision
-//! above `r`. Garbage collection is guarded per statement (see [`sql`]).
+//! above `r`. Garbage collection is guarded per statement (see `sql.rs`).
 //!
 //! # Node-local state
 //! Only facts that never change are cached: the schema text written at each revision, the
