@@ -2,11 +2,12 @@
 //!
 //! A [`Recorder`] wraps an evaluation's [`SnapshotReader`] and passes every read through,
 //! noting the [`ReadKey`] it names in the store's record of recent writes (`store/recent.rs`)
-//! and the earliest expiration among the relationships it returned. An answer computed from
-//! the reads of a span of notes holds, at a later revision, while none of their keys was
-//! written since (the record vouches for that) and until the earliest expiration among them.
-//! Check runs note per sub-problem (spans nest: a sub-problem's notes are a suffix of its
-//! parent's); a LookupResources plan notes its whole walk.
+//! and, when asked, the earliest expiration among the relationships it returned. An answer
+//! computed from the reads of a span of notes holds, at a later revision, while none of their
+//! keys was written since (the record vouches for that) and until the earliest expiration
+//! among them. Check runs note per sub-problem (spans nest: a sub-problem's notes are a suffix
+//! of its parent's, and they track expiry themselves); a LookupResources plan or a
+//! LookupSubjects result notes its whole evaluation.
 
 use std::sync::Arc;
 
