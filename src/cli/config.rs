@@ -1032,53 +1032,36 @@ mod tests {
         );
     }
 
-    #[test]
-    fn inline_checks_from_flags_and_file() {
-        assert!(parse(&[]).resolve().unwrap().service.inline_checks);
+    /// A boolean service setting that defaults to true: `--NAME=false` and `NAME = false` in
+    /// the config file turn it off, and a bare `--NAME` on the command line wins over the file.
+    fn true_by_default(name: &str, get: fn(&ServiceConfig) -> bool) {
+        let service = |args: &[&str]| parse(args).resolve().unwrap().service;
+        assert!(get(&service(&[])), "{name} defaults to true");
         assert!(
-            !parse(&["--inline-checks=false"])
-                .resolve()
-                .unwrap()
-                .service
-                .inline_checks
+            !get(&service(&[&format!("--{name}=false")])),
+            "--{name}=false"
         );
-        let (_dir, path) = write_config("inline-checks = false\n");
+        let (_dir, path) = write_config(&format!("{name} = false\n"));
         let config = path.to_str().unwrap();
         assert!(
-            !parse(&["--config", config])
-                .resolve()
-                .unwrap()
-                .service
-                .inline_checks
+            !get(&service(&["--config", config])),
+            "{name} = false in the file"
         );
+        let flag = format!("--{name}");
         assert!(
-            parse(&["--config", config, "--inline-checks"])
-                .resolve()
-                .unwrap()
-                .service
-                .inline_checks
+            get(&service(&["--config", config, &flag])),
+            "--{name} over the file"
         );
     }
 
     #[test]
+    fn inline_checks_from_flags_and_file() {
+        true_by_default("inline-checks", |s| s.inline_checks);
+    }
+
+    #[test]
     fn check_cache_carry_from_flags_and_file() {
-        assert!(parse(&[]).resolve().unwrap().service.check_cache_carry);
-        assert!(
-            !parse(&["--check-cache-carry=false"])
-                .resolve()
-                .unwrap()
-                .service
-                .check_cache_carry
-        );
-        let (_dir, path) = write_config("check-cache-carry = false\n");
-        let config = path.to_str().unwrap();
-        assert!(
-            !parse(&["--config", config])
-                .resolve()
-                .unwrap()
-                .service
-                .check_cache_carry
-        );
+        true_by_default("check-cache-carry", |s| s.check_cache_carry);
     }
 
     #[test]
