@@ -93,14 +93,26 @@ pub trait WriteSession {
     fn commit(self, change: ChangeSet, schema: Option<&str>) -> Result<Revision, StoreError>;
 }
 
-/// Commits `change` on `session`, first marking its keys in the store's record of recent
-/// writes: the record must hold a revision's changes before any reader can see the revision.
+/// Commits `changes` on `session` as its next revision (the schema text too, when given),
+/// first marking them in the store's record of recent writes: the record must hold a
+/// revision's changes before any reader can see the revision.
 fn commit<B: TxnBackend>(
     backend: &B,
     session: B::Session<'_>,
-    change: ChangeSet,
+    committed_at: Timestamp,
+    caller: Option<String>,
+    changes: Vec<RelationshipUpdate>,
+    metadata: TransactionMetadata,
     schema: Option<&str>,
 ) -> Result<Revision, StoreError> {
+    let change = ChangeSet {
+        revision: session.head().next(),
+        committed_at,
+        caller,
+        changes,
+        schema_changed: schema.is_some(),
+        metadata,
+    };
     if let Some(recent) = backend.recent_writes() {
         recent.record(change.revision, &change.changes, change.schema_changed);
     }
@@ -245,18 +257,13 @@ pub fn write(backend: &impl TxnBackend, txn: WriteTransaction) -> Result<Revisio
     }
     let derived = leopard::derive(&mut session, now, &changes, None)?;
     changes.extend(derived);
-    let revision = session.head().next();
     commit(
         backend,
         session,
-        ChangeSet {
-            revision,
-            committed_at: now,
-            caller: txn.caller,
-            changes,
-            schema_changed: false,
-            metadata: txn.metadata,
-        },
+        now,
+        txn.caller,
+        changes,
+        txn.metadata,
         None,
     )
 }
@@ -304,18 +311,13 @@ pub fn delete_by_filter(
         .collect();
     let derived = leopard::derive(&mut session, now, &changes, None)?;
     changes.extend(derived);
-    let revision = session.head().next();
     let revision = commit(
         backend,
         session,
-        ChangeSet {
-            revision,
-            committed_at: now,
-            caller: request.caller,
-            changes,
-            schema_changed: false,
-            metadata: request.metadata,
-        },
+        now,
+        request.caller,
+        changes,
+        request.metadata,
         None,
     )?;
     Ok(DeleteOutcome {
@@ -339,18 +341,13 @@ pub fn write_schema(
         check(&*latest)?;
     }
     let changes = leopard::derive(&mut session, now, &[], Some(text))?;
-    let revision = session.head().next();
     commit(
         backend,
         session,
-        ChangeSet {
-            revision,
-            committed_at: now,
-            caller,
-            changes,
-            schema_changed: true,
-            metadata: TransactionMetadata::new(),
-        },
+        now,
+        caller,
+        changes,
+        TransactionMetadata::new(),
         Some(text),
     )
 }
@@ -378,18 +375,13 @@ pub fn import(backend: &impl TxnBackend, import: BulkImport) -> Result<Revision,
         .collect();
     let derived = leopard::derive(&mut session, now, &changes, None)?;
     changes.extend(derived);
-    let revision = session.head().next();
     commit(
         backend,
         session,
-        ChangeSet {
-            revision,
-            committed_at: now,
-            caller: import.caller,
-            changes,
-            schema_changed: false,
-            metadata: TransactionMetadata::new(),
-        },
+        now,
+        import.caller,
+        changes,
+        TransactionMetadata::new(),
         None,
     )
 }
@@ -404,18 +396,13 @@ pub fn rebuild_indexes(backend: &impl TxnBackend) -> Result<Option<Revision>, St
     if changes.is_empty() {
         return Ok(None);
     }
-    let revision = session.head().next();
     commit(
         backend,
         session,
-        ChangeSet {
-            revision,
-            committed_at: now,
-            caller: None,
-            changes,
-            schema_changed: false,
-            metadata: TransactionMetadata::new(),
-        },
+        now,
+        None,
+        changes,
+        TransactionMetadata::new(),
         None,
     )
     .map(Some)
