@@ -810,24 +810,42 @@ fn run_world(world: &World, indexed: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+/// `PROPTEST_CASES` cases (else `default_cases`), shrinking long enough for small worlds.
+fn config(default_cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default_cases),
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+/// Runs `run` over a store without and with the nested-group index, naming which and the
+/// world in a failure.
+fn both_ways(
+    world: &World,
+    mut run: impl FnMut(bool) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    for indexed in [false, true] {
+        run(indexed).map_err(|e| {
+            TestCaseError::fail(format!(
+                "{e}\n(nested-group index: {indexed})\n--- world ---\n{}",
+                describe(world)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(256))]
 
     #[test]
     fn engine_agrees_with_reference_and_itself(bytes in proptest::collection::vec(any::<u8>(), 32..320)) {
         let world = build_world(&bytes);
-        for indexed in [false, true] {
-            if let Err(e) = run_world(&world, indexed) {
-                return Err(TestCaseError::fail(format!(
-                    "{e}\n(nested-group index: {indexed})\n--- world ---\n{}",
-                    describe(&world)
-                )));
-            }
-        }
+        both_ways(&world, |indexed| run_world(&world, indexed))?;
     }
 }
 
@@ -1000,23 +1018,12 @@ fn run_carried(world: &World, bytes: &[u8], indexed: bool) -> Result<u64, TestCa
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
-        max_shrink_iters: 2000,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(128))]
 
     #[test]
     fn answers_carried_across_revisions_agree_with_reference(bytes in proptest::collection::vec(any::<u8>(), 32..320)) {
         let world = build_world(&bytes);
-        for indexed in [false, true] {
-            if let Err(e) = run_carried(&world, &bytes, indexed) {
-                return Err(TestCaseError::fail(format!(
-                    "{e}\n(nested-group index: {indexed})\n--- world ---\n{}",
-                    describe(&world)
-                )));
-            }
-        }
+        both_ways(&world, |indexed| run_carried(&world, &bytes, indexed).map(|_| ()))?;
     }
 }
 
